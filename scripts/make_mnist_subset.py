@@ -1,0 +1,45 @@
+"""Write the embedded MNIST subset (package data) from the full IDX files.
+
+6,000 training images (600 per class) and 1,000 test images (100 per class), drawn with a fixed
+seed, stored as gzip IDX files under src/ssgan/data/embedded/. The demo falls back to them when
+the full files are neither found nor downloadable; benchmarks refuse them.
+
+    python scripts/make_mnist_subset.py --data-root ../shared/data
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ssgan.data.idx import write_idx_gz
+from ssgan.data.sources import MNIST_COUNTS, MNIST_FILES, SUBSET_COUNTS, _find, mnist_folders, read_mnist_files
+
+OUT = Path(__file__).resolve().parents[1] / "src" / "ssgan" / "data" / "embedded"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", required=True, help="folder holding mnist/ with the four full IDX files")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    paths = {stem: _find(mnist_folders(Path(args.data_root)), stem) for stem in MNIST_FILES}
+    missing = [s for s, p in paths.items() if p is None]
+    if missing:
+        raise SystemExit(f"missing under {args.data_root}: {', '.join(missing)}")
+    sets = read_mnist_files(paths, MNIST_COUNTS)
+    rng = np.random.default_rng(args.seed)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for part, count in SUBSET_COUNTS.items():
+        x, y = sets[part].x[:, 0].numpy(), sets[part].y.numpy()
+        per_class = count // 10
+        idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False)
+                                      for c in range(10)]))
+        write_idx_gz(x[idx], OUT / f"mnist-subset-{part}-images-idx3-ubyte.gz")
+        write_idx_gz(y[idx].astype(np.uint8), OUT / f"mnist-subset-{part}-labels-idx1-ubyte.gz")
+        print(f"{part}: {len(idx)} images, {per_class} per class")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""The method registry: a method is one file and one line here."""
+from __future__ import annotations
+
+from ..config import MethodConfig
+from .base import Algorithm
+from .feature_matching import FeatureMatching
+from .kplus1 import KPlus1
+from .supervised import Supervised
+
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    "kplus1": KPlus1,
+    "fm": FeatureMatching,
+    "supervised": Supervised,
+}
+
+
+def build_algorithm(cfg: MethodConfig) -> Algorithm:
+    if cfg.name not in ALGORITHMS:
+        raise ValueError(f"unknown method '{cfg.name}'; valid: {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[cfg.name](cfg)

@@ -1,0 +1,36 @@
+"""What a method is: the number of logits D needs, its D loss, its G loss and how to read classes.
+
+The training loop owns optimisers, devices, cadence and logging; it never tests a method's name.
+A new method is one file with a subclass plus one line in `ALGORITHMS`.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..config import MethodConfig
+
+Terms = dict[str, torch.Tensor]
+
+
+class Algorithm:
+    uses_generator: bool = True
+    d_terms: tuple[str, ...] = ()   # names of the D loss terms, in the order they are logged
+    g_terms: tuple[str, ...] = ()
+
+    def __init__(self, cfg: MethodConfig):
+        self.cfg = cfg
+
+    def num_logits(self, num_classes: int) -> int:
+        return num_classes
+
+    def class_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, num_logits) -> (B, K): the columns class predictions are read from."""
+        return logits
+
+    def d_loss(self, logits_lab: torch.Tensor, y_lab: torch.Tensor, logits_unl: torch.Tensor | None,
+               logits_fake: torch.Tensor | None) -> tuple[torch.Tensor, Terms]:
+        raise NotImplementedError
+
+    def g_loss(self, logits_fake: torch.Tensor, feat_real: torch.Tensor,
+               feat_fake: torch.Tensor) -> tuple[torch.Tensor, Terms]:
+        raise NotImplementedError

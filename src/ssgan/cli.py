@@ -1,0 +1,197 @@
+"""The `ssgan` command: parse -> Config -> call. No training logic lives here.
+
+Every config field is settable as a dotted option (`--optim.lr=3e-4` or `--optim.lr 3e-4`); the
+most used ones also have short aliases (`--labels 100`, `--epochs 5`). Unknown options fail with
+the nearest valid ones.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from pathlib import Path
+
+from . import config as C
+
+# Short aliases of the most used config keys: (flag, key, metavar).
+ALIASES = [
+    ("--dataset", "data.dataset", "NAME"), ("--data", "data.dataset", "SOURCE"),
+    ("--data-root", "data.root", "DIR"), ("--image-size", "data.image_size", "PX"),
+    ("--channels", "data.channels", "C"), ("--labels", "data.labels", "N"),
+    ("--labels-per-class", "data.labels_per_class", "N"), ("--labeled-rate", "data.labeled_rate", "R"),
+    ("--split-seed", "data.split_seed", "S"), ("--val-size", "data.val_size", "N"),
+    ("--method", "method.name", "NAME"), ("--net", "model.net", "NAME"), ("--width", "model.width", "W"),
+    ("--epochs", "train.epochs", "E"), ("--batch-size", "train.batch_size", "B"), ("--seed", "train.seed", "S"),
+    ("--ema", "train.ema", "DECAY"), ("--amp", "train.amp", "MODE"), ("--device", "train.device", "DEV"),
+    ("--lr", "optim.lr", "LR"), ("--max-steps", "train.max_steps", "N"),
+]
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _config_epilog() -> str:
+    lines = ["every config key (set with --KEY=VALUE; YAML files hold the same keys by section):"]
+    for key, default, help_ in C.help_lines():
+        lines.append(f"  --{key} (default {default})\n      {help_}")
+    return "\n".join(lines)
+
+
+def parse_overrides(rest: list[str]) -> dict[str, str]:
+    """Dotted options left over by argparse: --a.b=v or --a.b v."""
+    out, i = {}, 0
+    valid = [f"--{k}" for k in C.all_keys()] + [a[0] for a in ALIASES]
+    while i < len(rest):
+        arg = rest[i]
+        if not arg.startswith("--") or "." not in arg.split("=")[0]:
+            near = difflib.get_close_matches(arg.split("=")[0], valid, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(near)}?" if near else "; see --help"
+            raise UsageError(f"unknown option '{arg}'{hint}")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(rest):
+                raise UsageError(f"option --{key} needs a value")
+            value, i = rest[i + 1], i + 1
+        C.coerce(key, value)  # unknown keys and bad values fail here, naming the key
+        out[key] = value
+        i += 1
+    return out
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", action="append", default=[], metavar="YAML",
+                   help="YAML file of config changes (repeatable; later files win)")
+    for flag, key, metavar in ALIASES:
+        p.add_argument(flag, dest=f"alias:{key}", metavar=metavar, default=None, help=f"same as --{key}")
+
+
+def config_from_args(args, rest: list[str], base: C.Config | None = None) -> C.Config:
+    overrides = {}
+    for flag, key, _ in ALIASES:
+        value = getattr(args, f"alias:{key}")
+        if value is not None:
+            overrides[key] = value
+    overrides.update(parse_overrides(rest))
+    if base is None:
+        return C.build(args.config, overrides)
+    cfg = base
+    for path in args.config:
+        C.apply(cfg, C.load_yaml(path), source=path)
+    C.apply(cfg, overrides, source="command line")
+    C.validate(cfg)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------ commands
+def cmd_train(args, rest) -> int:
+    from .runs import load_config, new_run_dir
+    from .train import train
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = config_from_args(args, rest, base=load_config(run_dir))
+        summary = train(cfg, run_dir, resume=True)
+    else:
+        cfg = config_from_args(args, rest)
+        run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(cfg)
+        if (run_dir / "checkpoints" / "last.pt").exists():
+            raise UsageError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick a new "
+                             "--run-dir")
+        summary = train(cfg, run_dir)
+    acc = summary.get("test_acc")
+    if acc is not None:
+        print(f"final test accuracy {acc:.4f} ({summary['test_errors']} errors) after {summary['epochs']} epochs; "
+              f"run folder {run_dir}")
+    if "best_val" in summary:
+        b = summary["best_val"]
+        print(f"best validation epoch {b['epoch']}: val acc {b['val_acc']:.4f}, test acc {b['test_acc']:.4f}")
+    return 0
+
+
+def cmd_evaluate(args, rest) -> int:
+    from .report import evaluate_checkpoint
+    result = evaluate_checkpoint(args.checkpoint, which=args.which, use_ema=not args.no_ema,
+                                 data_root=args.data_root, out=args.output, device=args.device)
+    print(f"test accuracy {result['accuracy']:.4f} ({result['errors']} errors of {result['n']})")
+    print("per-class accuracy: " + " ".join(f"{c}:{a:.3f}" for c, a in
+                                            zip(result["classes"], result["per_class_accuracy"])))
+    print(f"wrote {result['json']} and {result['png']}")
+    return 0
+
+
+def cmd_sample(args, rest) -> int:
+    import torch
+
+    from .checkpoint import load, restore_models
+    from .samples import generate, save_grid
+    state = load(args.checkpoint, args.which)
+    _, _, _, G = restore_models(state)
+    if G is None:
+        raise UsageError(f"{args.checkpoint} has no generator (method 'supervised')")
+    z = G.sample_z(args.n, "cpu", torch.Generator().manual_seed(args.seed))
+    save_grid(generate(G, z), args.output)
+    print(f"wrote {args.n} samples to {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ssgan", description="Semi-supervised image classification with GANs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("train", help="train a run (or resume one)", epilog=_config_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train a semi-supervised GAN classifier. Config: defaults < YAML files < options.")
+    add_config_args(p)
+    p.add_argument("--run-dir", metavar="DIR", help="run folder (default: a new folder under --train.out)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix on the test set")
+    p.add_argument("checkpoint", metavar="CKPT_OR_RUN_DIR")
+    p.add_argument("--which", default="last", choices=["last", "best"], help="checkpoint of a run folder")
+    p.add_argument("--no-ema", action="store_true", help="evaluate D itself, not its moving average")
+    p.add_argument("--data-root", default=None, metavar="DIR", help="where the dataset lies, if not where it was")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:K or mps")
+    p.add_argument("-o", "--output", default=None, metavar="JSON",
+                   help="report path (default: RUN_DIR/evaluation.json, with a confusion PNG beside it)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sample", help="a grid of generated images")
+    p.add_argument("checkpoint", metavar="CKPT_OR_RUN_DIR")
+    p.add_argument("-n", type=int, default=64, help="number of images")
+    p.add_argument("-o", "--output", default="samples.png", metavar="PNG")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--which", default="last", choices=["last", "best"])
+    p.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .data.idx import DataFileError
+    from .data.split import SplitError
+    from .train import Interrupted, NonFiniteLoss
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        if rest and args.command != "train":
+            raise UsageError(f"unknown option(s) for '{args.command}': {' '.join(rest)}")
+        return args.func(args, rest)
+    except Interrupted as e:
+        print(f"ssgan: {e}", file=sys.stderr)
+        return 130
+    except NonFiniteLoss as e:
+        print(f"ssgan: error: {e}", file=sys.stderr)
+        return 3
+    except (UsageError, C.ConfigError, SplitError, DataFileError, CheckpointError, FileNotFoundError,
+            ValueError) as e:
+        print(f"ssgan: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

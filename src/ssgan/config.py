@@ -1,0 +1,267 @@
+"""Typed configuration: dataclass defaults, then YAML changes, then dotted CLI overrides.
+
+Every default is written once, here, with the reason in its `help`. YAML files and the CLI hold
+only changes. Unknown keys and values of the wrong type are errors that name the key and the
+nearest valid ones, because a silently ignored typo wastes a training run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that cannot be used; the message says how to fix it."""
+
+
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class DataConfig:
+    dataset: str = _f("mnist", "data source: a registered name (mnist) or folder:PATH for your own images")
+    root: str | None = _f(None, "data root; None: $SSGAN_DATA, else ~/.cache/ssgan")
+    image_size: int = _f(28, "side in pixels the images are resized to (MNIST is 28; the recipe used 64)")
+    channels: int | None = _f(None, "image channels; None: the data source's own (1 for MNIST)")
+    labels: int | None = _f(100, "labeled images in total, class-balanced (100 = 10 per class, the paper protocol)")
+    labels_per_class: int | None = _f(None, "labeled images per class (instead of --labels)")
+    labeled_rate: float | None = _f(None, "fraction of training images labeled, in (0, 1] (instead of --labels)")
+    split_seed: int = _f(0, "seed of the labeled/validation draw, separate from the training seed")
+    val_size: int = _f(0, "labeled validation images held out of training for model selection; 0: none")
+    download: bool = _f(True, "download missing files from the official mirrors")
+    allow_subset: bool = _f(
+        False, "fall back to the embedded 6,000-image MNIST subset when the full files are unavailable")
+    skip_bad_files: bool = _f(False, "folder data: skip unreadable images and list them in the run folder")
+    workers: int = _f(0, "DataLoader workers for lazily read folder data; 0 reads in the main process")
+
+
+@dataclass
+class ModelConfig:
+    net: str = _f("dcgan28", "network pair from the NETS registry (dcgan28, dcgan32, dcgan64, mlp)")
+    width: float = _f(1.0, "channel multiplier of the DCGAN nets; 0.25 trains the recipe in minutes on a CPU")
+    dropout: float = _f(0.3, "dropout probability in the DCGAN nets (the recipe passed keep_prob 0.7)")
+    z_dim: int = _f(100, "latent size, as in the recipe and Salimans et al.")
+
+
+@dataclass
+class MethodConfig:
+    name: str = _f("kplus1", "method from the ALGORITHMS registry (kplus1, fm, supervised)")
+    fm_distance: str = _f("l2", "feature-matching distance: l2 as in Salimans et al., l1 as the recipe's text",
+                          ("l2", "l1"))
+    unsup_weight: float = _f(1.0, "weight of the unsupervised real/fake term in the D loss")
+    adv_weight: float = _f(1.0, "kplus1: weight of G's non-saturating 'looks real' term")
+    fm_weight: float = _f(1.0, "weight of G's feature-matching term")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = _f(2e-4, "Adam learning rate of D and G (DCGAN's 2e-4; Salimans used 3e-3 for the MLP)")
+    g_lr: float | None = _f(None, "G's learning rate; None: the same as lr")
+    beta1: float = _f(0.5, "Adam beta1; 0.5 is the GAN standard since DCGAN")
+    beta2: float = _f(0.999, "Adam beta2")
+    decay: str = _f("none", "learning-rate schedule: none, or linear to zero over the last decay_epochs",
+                    ("none", "linear"))
+    decay_epochs: int = _f(0, "epochs at the end over which 'linear' decays the rate to zero; 0: all")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(10, "passes over the unlabeled data")
+    batch_size: int = _f(100, "images per batch in each stream (labeled, unlabeled, generated)")
+    seed: int = _f(0, "training seed (weights, batch order, noise); the split has its own")
+    ema: float | None = _f(None, "decay of an exponential moving average of D's weights used for evaluation; "
+                                 "None: evaluate D itself")
+    amp: str = _f("none", "mixed precision: none or bf16 autocast", ("none", "bf16"))
+    device: str = _f("auto", "auto, cpu, cuda, cuda:K or mps")
+    threads: int | None = _f(None, "torch intra-op threads; None: torch's default (one per core)")
+    eval_batch_size: int = _f(1000, "batch size of evaluation, large since it needs no gradients")
+    sample_every: int = _f(1, "epochs between sample grids; 0: none")
+    max_steps: int | None = _f(None, "stop after this many steps per epoch (tests and smoke runs); None: full")
+    out: str = _f("runs", "folder where new run folders are made")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+# The label request is one choice: setting one of these in a layer clears the others of the layer below.
+LABEL_KEYS = ("labels", "labels_per_class", "labeled_rate")
+
+
+def _section_cls(name: str):
+    return {"data": DataConfig, "model": ModelConfig, "method": MethodConfig,
+            "optim": OptimConfig, "train": TrainConfig}[name]
+
+
+def all_keys() -> list[str]:
+    return [f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(_section_cls(s))]
+
+
+def _field(key: str) -> dataclasses.Field:
+    section, _, name = key.partition(".")
+    if section in SECTIONS and name:
+        for f in dataclasses.fields(_section_cls(section)):
+            if f.name == name:
+                return f
+    near = difflib.get_close_matches(key, all_keys(), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(near)}?" if near else f"; valid keys: {', '.join(all_keys())}"
+    raise ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def _allowed_types(annotation) -> tuple[list[type], bool]:
+    """The concrete types a field accepts and whether None is allowed (annotations are strings here)."""
+    hint = eval(annotation, {"types": types}) if isinstance(annotation, str) else annotation  # noqa: S307
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) else (hint,)
+    return [a for a in args if a is not type(None)], type(None) in args
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Check (and, for strings from the command line, parse) a value against the field's type."""
+    f = _field(key)
+    kinds, nullable = _allowed_types(f.type)
+    if isinstance(value, str) and value.lower() in ("none", "null", "~") and nullable:
+        return None
+    if value is None:
+        if nullable:
+            return None
+        raise ConfigError(f"{key} cannot be None (expected {kinds[0].__name__})")
+    for kind in kinds:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+        elif kind is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if isinstance(value, str):
+                try:
+                    return int(value)
+                except ValueError:
+                    pass
+        elif kind is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            if isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+        elif kind is str:
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                value = str(value)
+                choices = f.metadata.get("choices")
+                if choices and value not in choices:
+                    raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
+                return value
+    expected = " or ".join(k.__name__ for k in kinds) + (" or None" if nullable else "")
+    raise ConfigError(f"{key}={value!r}: expected {expected}")
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{'optim': {'lr': 1}} -> {'optim.lr': 1}; a section given a non-mapping is an error."""
+    flat = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            if prefix or k not in SECTIONS:
+                _field(key)  # raises with suggestions
+            flat.update(flatten(v, key + "."))
+        else:
+            flat[key] = v
+    return flat
+
+
+def apply(cfg: Config, changes: dict[str, Any], source: str = "overrides") -> Config:
+    """Apply one layer of dotted changes (all checked before any is applied)."""
+    checked = {}
+    for key, value in changes.items():
+        try:
+            checked[key] = coerce(key, value)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+    given = [k for k in LABEL_KEYS if f"data.{k}" in checked]
+    if given:
+        for k in LABEL_KEYS:
+            if k not in given:
+                checked[f"data.{k}"] = None
+    for key, value in checked.items():
+        section, _, name = key.partition(".")
+        setattr(getattr(cfg, section), name, value)
+    return cfg
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(tree).__name__}")
+    try:
+        return flatten(tree)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def from_dict(tree: dict) -> Config:
+    """Rebuild a saved (resolved) config; used when loading runs and checkpoints."""
+    return apply(Config(), flatten(tree), source="saved config")
+
+
+def build(config_files: list[str] | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    cfg = Config()
+    for path in config_files or []:
+        apply(cfg, load_yaml(path), source=str(path))
+    if overrides:
+        apply(cfg, overrides, source="command line")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that a type alone cannot express."""
+    d, t = cfg.data, cfg.train
+    if sum(getattr(d, k) is not None for k in LABEL_KEYS) > 1:
+        raise ConfigError("give the labels one way: data.labels, data.labels_per_class or data.labeled_rate")
+    if d.image_size < 8:
+        raise ConfigError(f"data.image_size={d.image_size} is too small (>= 8)")
+    if d.val_size < 0:
+        raise ConfigError(f"data.val_size={d.val_size} must be >= 0")
+    if t.epochs < 1 or t.batch_size < 1:
+        raise ConfigError(f"train.epochs and train.batch_size must be >= 1 (got {t.epochs}, {t.batch_size})")
+    if t.ema is not None and not 0.0 < t.ema < 1.0:
+        raise ConfigError(f"train.ema={t.ema} must be in (0, 1), e.g. 0.999")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise ConfigError(f"model.dropout={cfg.model.dropout} must be in [0, 1)")
+    if cfg.model.width <= 0:
+        raise ConfigError(f"model.width={cfg.model.width} must be > 0")
+
+
+def help_lines() -> list[tuple[str, str, str]]:
+    """(key, default, help) for every field: the source of `ssgan train --help`."""
+    rows = []
+    for section in SECTIONS:
+        for f in dataclasses.fields(_section_cls(section)):
+            rows.append((f"{section}.{f.name}", repr(f.default), f.metadata["help"]))
+    return rows

@@ -1,0 +1,1 @@
+"""Data: sources (registry), the labeled/unlabeled split, and batch streams."""

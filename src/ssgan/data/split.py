@@ -1,0 +1,111 @@
+"""The labeled / unlabeled / validation split: class-balanced, seeded on its own, saved with the run.
+
+Protocol (Salimans et al. 2016; FixMatch-style reproducibility): every training image not held out
+for validation is unlabeled data; the labeled images are a class-balanced draw from them. The split
+seed is separate from the training seed, so methods and training seeds compare on identical splits.
+A split saved in a run folder is reused, never silently redrawn.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_write_text
+
+
+class SplitError(ValueError):
+    """An impossible label request; the message says what would be valid."""
+
+
+@dataclass
+class Split:
+    dataset: str
+    split_seed: int
+    num_train: int
+    labeled: list[int]        # indices into the training set, class-balanced
+    val: list[int]            # held out of training entirely (labels and images)
+    labeled_per_class: list[int]
+    val_per_class: list[int]
+    request: str              # how the labels were asked for, e.g. "labels=100"
+
+    def unlabeled_indices(self) -> np.ndarray:
+        """All training images except the validation holdout (the labeled ones included)."""
+        mask = np.ones(self.num_train, dtype=bool)
+        mask[self.val] = False
+        return np.flatnonzero(mask)
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> "Split":
+        try:
+            return cls(**json.loads(Path(path).read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise SplitError(f"{path}: not a valid split file ({e})") from None
+
+
+def per_class_request(counts: np.ndarray, labels: int | None, labels_per_class: int | None,
+                      labeled_rate: float | None) -> tuple[np.ndarray, str]:
+    """How many labeled images to draw from each class, checked against what exists."""
+    k = len(counts)
+    if labels is not None:
+        if labels <= 0 or labels % k:
+            lo = max(k, labels // k * k)
+            raise SplitError(f"--labels {labels} cannot be split evenly over {k} classes; "
+                             f"nearest valid totals: {lo} or {lo + k}")
+        want, request = np.full(k, labels // k), f"labels={labels}"
+    elif labels_per_class is not None:
+        if labels_per_class <= 0:
+            raise SplitError(f"--labels-per-class {labels_per_class} must be >= 1")
+        want, request = np.full(k, labels_per_class), f"labels_per_class={labels_per_class}"
+    elif labeled_rate is not None:
+        if not 0.0 < labeled_rate <= 1.0:
+            raise SplitError(f"--labeled-rate {labeled_rate} must be in (0, 1]")
+        want = np.array([max(1, math.floor(labeled_rate * c + 1e-9)) for c in counts])
+        request = f"labeled_rate={labeled_rate}"
+    else:
+        raise SplitError("no label request: give --labels, --labels-per-class or --labeled-rate")
+    short = [(c, int(w), int(n)) for c, (w, n) in enumerate(zip(want, counts)) if w > n]
+    if short:
+        c, w, n = short[0]
+        raise SplitError(f"{request}: class {c} has only {n} training images available, {w} requested "
+                         f"(at most {int(counts.min())} per class here)")
+    return want, request
+
+
+def draw_split(y: np.ndarray, num_classes: int, dataset: str, split_seed: int, *, labels: int | None = None,
+               labels_per_class: int | None = None, labeled_rate: float | None = None,
+               val_size: int = 0) -> Split:
+    """Draw the validation holdout (stratified), then the labeled set from what remains."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(split_seed)
+    if not 0 <= val_size < len(y):
+        raise SplitError(f"--val-size {val_size} must be in [0, {len(y)})")
+    order = rng.permutation(len(y))
+    by_class = [order[y[order] == c] for c in range(num_classes)]
+    # Validation: a stratified share of each class, largest remainders first so it sums to val_size.
+    share = np.array([len(ix) for ix in by_class]) * val_size / len(y)
+    n_val = np.floor(share).astype(int)
+    for c in np.argsort(-(share - n_val), kind="stable")[: val_size - n_val.sum()]:
+        n_val[c] += 1
+    val = [ix[:n] for ix, n in zip(by_class, n_val)]
+    rest = [ix[n:] for ix, n in zip(by_class, n_val)]
+    want, request = per_class_request(np.array([len(r) for r in rest]), labels, labels_per_class, labeled_rate)
+    labeled = [r[:w] for r, w in zip(rest, want)]
+    return Split(dataset=dataset, split_seed=split_seed, num_train=len(y),
+                 labeled=sorted(int(i) for part in labeled for i in part),
+                 val=sorted(int(i) for part in val for i in part),
+                 labeled_per_class=[int(w) for w in want], val_per_class=[int(n) for n in n_val],
+                 request=request)
+
+
+def check_matches(split: Split, dataset: str, num_train: int, path: Path) -> None:
+    """A saved split belongs to one dataset; reusing it on another would be silently wrong."""
+    if split.dataset != dataset or split.num_train != num_train:
+        raise SplitError(f"{path} was drawn for {split.dataset} ({split.num_train} training images), "
+                         f"not {dataset} ({num_train}); use a new run folder")

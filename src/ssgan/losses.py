@@ -1,0 +1,51 @@
+"""Loss functions of the semi-supervised GAN, as pure tensor functions that read like their papers.
+
+Shapes: `logits` are (B, K) for the implicit-fake formulation or (B, K+1) with the fake logit last;
+`features` are (B, F), the discriminator layer used for feature matching.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def supervised_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """-log p(y | x): softmax cross-entropy over all columns of `logits`.
+
+    With K+1 columns this is the recipe's (K+1)-way loss on the extended label (class one-hot, real):
+    the fake column is in the softmax and gets target probability zero.
+    """
+    return F.cross_entropy(logits, y)
+
+
+def real_fake_bce(fake_logit: torch.Tensor, is_fake: bool) -> torch.Tensor:
+    """Sigmoid cross-entropy on the real/fake output (target 1 = fake), as in the recipe's code."""
+    target = torch.full_like(fake_logit, 1.0 if is_fake else 0.0)
+    return F.binary_cross_entropy_with_logits(fake_logit, target)
+
+
+def feature_matching(feat_real: torch.Tensor, feat_fake: torch.Tensor, distance: str = "l2") -> torch.Tensor:
+    """|| E[f(x_real)] - E[f(G(z))] || over the batch (Salimans et al. 2016, section 3.1).
+
+    `l2` is the mean squared difference of the batch means (the papers' code); `l1` the mean
+    absolute difference (the recipe's text).
+    """
+    diff = feat_real.mean(0) - feat_fake.mean(0)
+    if distance == "l2":
+        return diff.square().mean()
+    if distance == "l1":
+        return diff.abs().mean()
+    raise ValueError(f"unknown feature-matching distance '{distance}' (l2 or l1)")
+
+
+def implicit_fake_unsupervised(logits_unl: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """Salimans et al. 2016, eq. (5), with the fake logit fixed at zero.
+
+    D(x) = Z(x) / (Z(x) + 1) with Z(x) = sum_k exp(l_k(x)), so with LSE = log Z:
+      -log D(x_unl)       = -LSE(l_unl) + softplus(LSE(l_unl))
+      -log(1 - D(G(z)))   = softplus(LSE(l_fake))
+    averaged, each half weighted 0.5 as in the reference code.
+    """
+    lse_unl = torch.logsumexp(logits_unl, dim=1)
+    lse_fake = torch.logsumexp(logits_fake, dim=1)
+    return -0.5 * lse_unl.mean() + 0.5 * F.softplus(lse_unl).mean() + 0.5 * F.softplus(lse_fake).mean()

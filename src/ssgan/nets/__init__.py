@@ -1,0 +1,39 @@
+"""The network registry: each entry builds a (discriminator, generator) pair.
+
+Discriminators return `(logits, features)`; generators have `z_dim` and `sample_z(n, device)`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch.nn as nn
+
+from ..config import ModelConfig
+from .dcgan import D_LAYERS, DCGANDiscriminator, DCGANGenerator
+from .mlp import MLPDiscriminator, MLPGenerator
+
+
+def _dcgan(size: int) -> Callable:
+    def build(cfg: ModelConfig, channels: int, image_size: int, num_logits: int) -> tuple[nn.Module, nn.Module]:
+        if image_size != size:
+            raise ValueError(f"net dcgan{size} needs --data.image_size={size}, got {image_size} "
+                             f"(or use net dcgan{image_size} if it exists: "
+                             f"{', '.join(f'dcgan{s}' for s in D_LAYERS)})")
+        return (DCGANDiscriminator(size, channels, num_logits, cfg.width, cfg.dropout),
+                DCGANGenerator(size, channels, cfg.z_dim, cfg.width, cfg.dropout))
+    return build
+
+
+def _mlp(cfg: ModelConfig, channels: int, image_size: int, num_logits: int):
+    return (MLPDiscriminator(channels * image_size * image_size, num_logits),
+            MLPGenerator((channels, image_size, image_size), cfg.z_dim))
+
+
+NETS: dict[str, Callable] = {f"dcgan{s}": _dcgan(s) for s in D_LAYERS}
+NETS["mlp"] = _mlp
+
+
+def build_nets(cfg: ModelConfig, channels: int, image_size: int, num_logits: int):
+    if cfg.net not in NETS:
+        raise ValueError(f"unknown net '{cfg.net}'; valid: {', '.join(NETS)}")
+    return NETS[cfg.net](cfg, channels, image_size, num_logits)

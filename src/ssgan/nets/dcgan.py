@@ -1,0 +1,75 @@
+"""DCGAN-style networks of the recipe: strided convolutions (no pooling), LeakyReLU, dropout, batch norm
+except on the first and last layers, global average pooling and a dense head; G mirrors D with
+transposed convolutions, ReLU, batch norm except at the output, and tanh.
+
+`dcgan64` is the recipe's network at 64x64; `dcgan32` and `dcgan28` are the same design at
+native resolution (one fewer upsampling stage is replaced by a stride-2 one), and `width`
+scales every channel count so a CPU can train the recipe in minutes.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+# Per input size: D's conv layers as (out_channels, kernel, stride, padding) and G's transposed
+# conv layers as (out_channels, kernel, stride, padding), from the 1x1 latent up to the image.
+D_LAYERS = {
+    64: [(128, 4, 2, 1), (256, 4, 2, 1), (512, 4, 4, 0), (1024, 3, 1, 0)],   # 64 -> 32 -> 16 -> 4 -> 2
+    32: [(128, 4, 2, 1), (256, 4, 2, 1), (512, 4, 2, 1), (1024, 3, 1, 0)],   # 32 -> 16 -> 8 -> 4 -> 2
+    28: [(128, 4, 2, 1), (256, 4, 2, 1), (512, 3, 2, 1), (1024, 3, 1, 0)],   # 28 -> 14 -> 7 -> 4 -> 2
+}
+G_LAYERS = {
+    64: [(512, 4, 1, 0), (256, 4, 4, 0), (128, 4, 2, 1)],                    # 1 -> 4 -> 16 -> 32 (-> 64)
+    32: [(512, 4, 1, 0), (256, 4, 2, 1), (128, 4, 2, 1)],                    # 1 -> 4 -> 8 -> 16 (-> 32)
+    28: [(512, 4, 1, 0), (256, 3, 2, 1), (128, 4, 2, 1)],                    # 1 -> 4 -> 7 -> 14 (-> 28)
+}
+
+
+def scaled(channels: int, width: float) -> int:
+    return max(8, int(round(channels * width)))
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self, image_size: int, channels: int, num_logits: int, width: float = 1.0,
+                 dropout: float = 0.3):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = channels
+        spec = D_LAYERS[image_size]
+        for i, (c, k, s, p) in enumerate(spec):
+            c = scaled(c, width)
+            first, last = i == 0, i == len(spec) - 1
+            layers += [nn.Conv2d(c_in, c, k, s, p), nn.LeakyReLU(0.2)]
+            if not first and not last:
+                layers.append(nn.BatchNorm2d(c))
+            if not last:  # no dropout on the layer whose pooled output is matched by G
+                layers.append(nn.Dropout(dropout))
+            c_in = c
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in, num_logits)
+        self.num_features = c_in
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(x).mean(dim=(2, 3))       # global average pooling: (B, F)
+        return self.head(features), features           # (B, num_logits), (B, F)
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, image_size: int, channels: int, z_dim: int = 100, width: float = 1.0,
+                 dropout: float = 0.3):
+        super().__init__()
+        self.z_dim = z_dim
+        layers: list[nn.Module] = []
+        c_in = z_dim
+        for c, k, s, p in G_LAYERS[image_size]:
+            c = scaled(c, width)
+            layers += [nn.ConvTranspose2d(c_in, c, k, s, p), nn.ReLU(), nn.BatchNorm2d(c), nn.Dropout(dropout)]
+            c_in = c
+        layers += [nn.ConvTranspose2d(c_in, channels, 4, 2, 1), nn.Tanh()]
+        self.body = nn.Sequential(*layers)
+
+    def sample_z(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+        return torch.randn(n, self.z_dim, device=device, generator=generator)   # (B, z_dim)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z[:, :, None, None])            # (B, C, H, W) in [-1, 1]

@@ -1,0 +1,102 @@
+"""The MLP pair of Salimans et al.'s MNIST code (improved-gan, train_mnist_feature_matching.py).
+
+D: Gaussian noise 0.3 on the input, then weight-normalised dense 1000, 500, 250, 250, 250 (ReLU,
+Gaussian noise 0.5 after each), and a weight-normalised dense K head with a trained scale. Its
+features for feature matching are the last 250-unit layer, before its noise.
+G: uniform z (100) -> dense 500 -> dense 500 (softplus, batch norm without scale) -> weight-normalised
+dense to the image, sigmoid, mapped to [-1, 1] to match our data range.
+
+Weight normalisation follows the reference: w = g * v / ||v||; hidden scales are fixed after a
+data-dependent initialisation (only the head's scale trains), which `data_init` performs.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class WNLinear(nn.Module):
+    """Dense layer with weight normalisation; the norm is applied to the output, which is cheaper."""
+
+    def __init__(self, n_in: int, n_out: int, train_scale: bool = False, init_std: float = 0.1):
+        super().__init__()
+        self.v = nn.Parameter(torch.randn(n_out, n_in) * init_std)
+        self.g = nn.Parameter(torch.ones(n_out), requires_grad=train_scale)
+        self.b = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.v) * (self.g / self.v.norm(dim=1)) + self.b
+
+    @torch.no_grad()
+    def data_init(self, x: torch.Tensor) -> torch.Tensor:
+        """Set g and b so this layer's outputs on `x` have zero mean and unit variance per unit."""
+        self.g.fill_(1.0)
+        self.b.zero_()
+        a = self(x)
+        mean, std = a.mean(0), a.std(0, unbiased=False).clamp_min(1e-8)
+        self.g.div_(std)
+        self.b.copy_(-mean / std)
+        return self(x)
+
+
+class GaussianNoise(nn.Module):
+    def __init__(self, sigma: float):
+        super().__init__()
+        self.sigma = sigma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.sigma > 0:
+            return x + torch.randn_like(x) * self.sigma
+        return x
+
+
+class MLPDiscriminator(nn.Module):
+    def __init__(self, in_dim: int, num_logits: int, hidden=(1000, 500, 250, 250, 250)):
+        super().__init__()
+        self.input_noise = GaussianNoise(0.3)
+        dims = (in_dim,) + tuple(hidden)
+        self.hidden = nn.ModuleList(WNLinear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.noise = GaussianNoise(0.5)
+        self.head = WNLinear(dims[-1], num_logits, train_scale=True)
+        self.num_features = dims[-1]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.input_noise(x.flatten(1))
+        for i, layer in enumerate(self.hidden):
+            if i:
+                h = self.noise(h)
+            h = F.relu(layer(h))
+        features = h                                   # (B, 250): matched by G
+        return self.head(self.noise(h)), features      # (B, num_logits), (B, F)
+
+    @torch.no_grad()
+    def data_init(self, x: torch.Tensor) -> None:
+        h = x.flatten(1)
+        for layer in self.hidden:
+            h = F.relu(layer.data_init(h))
+        self.head.data_init(h)
+
+
+class MLPGenerator(nn.Module):
+    def __init__(self, out_shape: tuple[int, int, int], z_dim: int = 100, hidden: int = 500):
+        super().__init__()
+        self.z_dim, self.out_shape = z_dim, out_shape
+        self.fc1 = nn.Linear(z_dim, hidden, bias=False)
+        self.bn1 = nn.BatchNorm1d(hidden, affine=False)
+        self.b1 = nn.Parameter(torch.zeros(hidden))
+        self.fc2 = nn.Linear(hidden, hidden, bias=False)
+        self.bn2 = nn.BatchNorm1d(hidden, affine=False)
+        self.b2 = nn.Parameter(torch.zeros(hidden))
+        self.out = WNLinear(hidden, math.prod(out_shape), train_scale=True, init_std=0.05)
+
+    def sample_z(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+        return torch.rand(n, self.z_dim, device=device, generator=generator)   # uniform, as the reference
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = F.softplus(self.bn1(self.fc1(z)) + self.b1)
+        h = F.softplus(self.bn2(self.fc2(h)) + self.b2)
+        x = torch.sigmoid(self.out(h)) * 2 - 1          # the reference's sigmoid, on our [-1, 1] scale
+        return x.view(-1, *self.out_shape)             # (B, C, H, W)
