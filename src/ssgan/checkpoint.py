@@ -6,8 +6,6 @@ checkpoint can never run code when loaded.
 """
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -43,9 +41,10 @@ def load(path: str | Path, which: str = "last") -> dict:
     path = resolve(path, which)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is not a readable ssgan checkpoint ({first})") from None
+    except Exception as e:  # garbage input makes the unpickler raise almost anything (KeyError on text, ...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        detail = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        raise CheckpointError(f"{path} is not a readable ssgan checkpoint ({detail})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an ssgan checkpoint (format {FORMAT} expected)")
     return state

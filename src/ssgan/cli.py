@@ -59,17 +59,19 @@ def parse_overrides(rest: list[str]) -> dict[str, str]:
     return out
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
+def add_config_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     p.add_argument("-c", "--config", action="append", default=[], metavar="YAML",
                    help="YAML file of config changes (repeatable; later files win)")
     for flag, key, metavar in ALIASES:
+        if flag in skip:
+            continue
         p.add_argument(flag, dest=f"alias:{key}", metavar=metavar, default=None, help=f"same as --{key}")
 
 
 def config_from_args(args, rest: list[str], base: C.Config | None = None) -> C.Config:
     overrides = {}
     for flag, key, _ in ALIASES:
-        value = getattr(args, f"alias:{key}")
+        value = getattr(args, f"alias:{key}", None)
         if value is not None:
             overrides[key] = value
     overrides.update(parse_overrides(rest))
@@ -134,6 +136,23 @@ def cmd_sample(args, rest) -> int:
     return 0
 
 
+def cmd_bench(args, rest) -> int:
+    from .bench import parse_int_list, run_grid, write_results
+    base = config_from_args(args, rest)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    labels = parse_int_list(args.labels, "--labels")
+    seeds = parse_int_list(args.seeds, "--seeds")
+    out = Path(args.out)
+    rows = run_grid(base, methods, labels, seeds, out)
+    budget = f"{base.train.epochs} epochs per run" + (f", {base.train.max_steps} steps per epoch"
+                                                      if base.train.max_steps else "")
+    write_results(rows, out, {"budget": budget, "dataset": base.data.dataset, "config": base.to_dict(), "methods": methods,
+                              "labels": labels, "seeds": seeds})
+    print((out / "results.md").read_text(), end="")
+    print(f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'results.md'}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -149,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", metavar="DIR", help="run folder (default: a new folder under --train.out)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bench", help="the paper protocol: methods x label counts x seeds on identical splits",
+                       epilog=_config_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Run every combination (split seed = seed), skip finished runs, resume "
+                                   "unfinished ones, and write results.csv/json/md.")
+    add_config_args(p, skip=("--labels", "--method", "--seed", "--split-seed"))
+    p.add_argument("--methods", default="fm,kplus1,supervised", help="comma-separated methods")
+    p.add_argument("--labels", default="100", help="label counts, e.g. 20,50,100,200")
+    p.add_argument("--seeds", default="0-2", help="seeds (split seed = training seed), e.g. 0-4 or 0,3")
+    p.add_argument("--out", default="runs/bench", help="folder for the runs and the results files")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix on the test set")
     p.add_argument("checkpoint", metavar="CKPT_OR_RUN_DIR")
@@ -178,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     try:
-        if rest and args.command != "train":
+        if rest and args.command not in ("train", "bench"):
             raise UsageError(f"unknown option(s) for '{args.command}': {' '.join(rest)}")
         return args.func(args, rest)
     except Interrupted as e:

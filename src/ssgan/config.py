@@ -29,7 +29,8 @@ def _f(default: Any, help: str, choices: tuple[str, ...] | None = None):
 class DataConfig:
     dataset: str = _f("mnist", "data source: a registered name (mnist) or folder:PATH for your own images")
     root: str | None = _f(None, "data root; None: $SSGAN_DATA, else ~/.cache/ssgan")
-    image_size: int = _f(28, "side in pixels the images are resized to (MNIST is 28; the recipe used 64)")
+    image_size: int | None = _f(None, "side in pixels images are resized to; None: the source's own (MNIST 28; "
+                                      "for folders the nearest of 28/32/64 to the labeled images' median)")
     channels: int | None = _f(None, "image channels; None: the data source's own (1 for MNIST)")
     labels: int | None = _f(100, "labeled images in total, class-balanced (100 = 10 per class, the paper protocol)")
     labels_per_class: int | None = _f(None, "labeled images per class (instead of --labels)")
@@ -45,7 +46,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    net: str = _f("dcgan28", "network pair from the NETS registry (dcgan28, dcgan32, dcgan64, mlp)")
+    net: str = _f("dcgan", "network pair from the NETS registry: dcgan (the recipe's design at the image "
+                           "size), dcgan28, dcgan32, dcgan64, mlp")
     width: float = _f(1.0, "channel multiplier of the DCGAN nets; 0.25 trains the recipe in minutes on a CPU")
     dropout: float = _f(0.3, "dropout probability in the DCGAN nets (the recipe passed keep_prob 0.7)")
     z_dim: int = _f(100, "latent size, as in the recipe and Salimans et al.")
@@ -244,7 +246,7 @@ def validate(cfg: Config) -> None:
     d, t = cfg.data, cfg.train
     if sum(getattr(d, k) is not None for k in LABEL_KEYS) > 1:
         raise ConfigError("give the labels one way: data.labels, data.labels_per_class or data.labeled_rate")
-    if d.image_size < 8:
+    if d.image_size is not None and d.image_size < 8:
         raise ConfigError(f"data.image_size={d.image_size} is too small (>= 8)")
     if d.val_size < 0:
         raise ConfigError(f"data.val_size={d.val_size} must be >= 0")

@@ -99,6 +99,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
     data = load_source(cfg.data)
     if data.note:
         log(data.note)
+    if data.bad_files:
+        atomic_write_text(run_dir / "bad_files.txt", "\n".join(data.bad_files) + "\n")
     split = load_or_draw_split(cfg, data, run_dir)
     save_config(cfg, run_dir)
     K, channels, size = data.num_classes, data.train.x.shape[1], data.train.x.shape[-1]
@@ -128,8 +130,9 @@ def train(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
     has_bn = any(isinstance(m, _BatchNorm) for m in D.modules())
 
     lab_stream = LabeledStream(data.train.x, data.train.y, lab_pool, t.batch_size, t.seed * 4 + 1, device)
-    unl_stream = UnlabeledStream(data.train.x, unl_pool, t.batch_size, t.seed * 4 + 2, device)
-    unl_stream_g = UnlabeledStream(data.train.x, unl_pool, t.batch_size, t.seed * 4 + 3, device)
+    workers = cfg.data.workers
+    unl_stream = UnlabeledStream(data.train.x, unl_pool, t.batch_size, t.seed * 4 + 2, device, workers)
+    unl_stream_g = UnlabeledStream(data.train.x, unl_pool, t.batch_size, t.seed * 4 + 3, device, workers)
     fixed_z = G.sample_z(64, "cpu", torch.Generator().manual_seed(t.seed)) if G is not None else None
 
     if hasattr(D, "data_init"):  # data-dependent init of weight-normalised layers (Salimans et al.)
@@ -307,13 +310,15 @@ def train(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
                 save_checkpoint("best")
 
     plot_curves(metrics.records, run_dir)
-    return write_summary(run_dir, metrics.records, time.time() - t_start)
+    n_test = len(data.test) if data.test is not None else 0
+    return write_summary(run_dir, metrics.records, time.time() - t_start, data.name, n_test)
 
 
-def write_summary(run_dir: Path, records: list[dict], wall_time: float) -> dict:
+def write_summary(run_dir: Path, records: list[dict], wall_time: float, dataset: str, n_test: int) -> dict:
     """summary.json: the last epoch's figures, and those of the best-validation epoch if any."""
     last = records[-1]
-    summary = {"epochs": last["epoch"], "test_acc": last["test_acc"], "test_errors": last["test_errors"],
+    summary = {"dataset": dataset, "epochs": last["epoch"], "n_test": n_test,
+               "test_acc": last["test_acc"], "test_errors": last["test_errors"],
                "val_acc": last["val_acc"], "train_time_s": sum(r["epoch_time"] for r in records),
                "wall_time_s_this_session": wall_time,
                "images_per_s": sum(r["images_per_s"] for r in records) / len(records)}

@@ -7,6 +7,7 @@ is complete and verified, so no partial file is ever left where a later run woul
 """
 from __future__ import annotations
 
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -23,7 +24,10 @@ class DownloadError(RuntimeError):
 def fetch(url: str, timeout: float) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http(s) mirrors only)
         expected = response.headers.get("Content-Length")
-        data = response.read()
+        try:
+            data = response.read()
+        except http.client.IncompleteRead as e:  # connection closed before Content-Length bytes: checked below
+            data = e.partial
     if expected is not None and len(data) != int(expected):
         raise DataFileError(f"{url}: truncated download ({len(data)} of {expected} bytes)")
     return data
@@ -48,7 +52,8 @@ def download_verified(filename: str, sha256_of_content: str, mirrors: list[str],
             target = folder / filename
             os.replace(tmp, target)
             return target
-        except (urllib.error.URLError, OSError, DataFileError, ValueError) as e:
+        # HTTPException: a server that answers with something other than HTTP (it is not an OSError)
+        except (urllib.error.URLError, OSError, http.client.HTTPException, DataFileError, ValueError) as e:
             failures.append(f"{url}: {getattr(e, 'reason', e)}")
         finally:
             tmp.unlink(missing_ok=True)

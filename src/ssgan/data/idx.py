@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -46,7 +47,8 @@ def parse_idx(data: bytes, name: str | Path = "<bytes>") -> np.ndarray:
         raise DataFileError(f"{name}: truncated header ({len(data)} bytes, need {header})")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     dtype = np.dtype(_DTYPES[code])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    # math.prod, not np.prod: a corrupted header's dimensions would overflow int64 and misreport the error.
+    expected = header + math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "has trailing bytes"
         raise DataFileError(f"{name}: {what}: {len(data)} bytes, but its header {tuple(shape)} needs {expected}")

@@ -7,7 +7,7 @@ batch (`to_unit_range`), which keeps memory at one byte per pixel.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -36,6 +36,7 @@ class SourceData:
     test: ImageSet | None
     classes: list[str]
     note: str = ""       # one line for the log when the source had to fall back or infer something
+    bad_files: list[str] = field(default_factory=list)  # skipped with skip_bad_files: "path<TAB>why"
 
     @property
     def num_classes(self) -> int:
@@ -105,8 +106,9 @@ def read_mnist_files(paths: dict[str, Path], counts: dict[str, int]) -> dict[str
         if len(images) != count or len(labels) != count:
             raise DataFileError(f"{img_path} / {lab_path}: wrong count: {len(images)} images and "
                                 f"{len(labels)} labels, expected {count} of each")
-        if labels.max(initial=0) > 9:
-            raise DataFileError(f"{lab_path}: label {int(labels.max())} is out of range 0-9")
+        bad = labels[(labels < 0) | (labels > 9)]  # signed IDX types could hold negative labels
+        if bad.size:
+            raise DataFileError(f"{lab_path}: label {int(bad[0])} is out of range 0-9")
         sets[part] = ImageSet(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
     return sets
 
@@ -192,7 +194,7 @@ def load_source(cfg) -> SourceData:
     data = SOURCES[cfg.dataset](cfg, root)
     for part in (data.train, data.test):
         if part is not None:
-            part.x = adapt_channels(resize_uint8(part.x, cfg.image_size), cfg.channels)
+            part.x = adapt_channels(resize_uint8(part.x, cfg.image_size or part.x.shape[-1]), cfg.channels)
     return data
 
 

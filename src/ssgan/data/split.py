@@ -89,7 +89,10 @@ def draw_split(y: np.ndarray, num_classes: int, dataset: str, split_seed: int, *
     order = rng.permutation(len(y))
     by_class = [order[y[order] == c] for c in range(num_classes)]
     # Validation: a stratified share of each class, largest remainders first so it sums to val_size.
-    share = np.array([len(ix) for ix in by_class]) * val_size / len(y)
+    sizes = np.array([len(ix) for ix in by_class])  # images with a label (folder data also has -1: none)
+    if val_size > sizes.sum():
+        raise SplitError(f"--val-size {val_size} exceeds the {sizes.sum()} labeled images")
+    share = sizes * val_size / sizes.sum()
     n_val = np.floor(share).astype(int)
     for c in np.argsort(-(share - n_val), kind="stable")[: val_size - n_val.sum()]:
         n_val[c] += 1

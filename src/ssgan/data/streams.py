@@ -10,7 +10,10 @@ leak the labels of unlabeled images into training.
 """
 from __future__ import annotations
 
+from collections import deque
+
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .sources import to_unit_range
 
@@ -46,32 +49,78 @@ class IndexStream:
         self.perm, self.pos = state["perm"].clone(), int(state["pos"])
 
 
-class UnlabeledStream:
-    """Batches of unlabeled images, scaled to [-1, 1]. Takes images only, by design."""
+class _Gather(Dataset):
+    """A 'dataset' whose items are whole batches: images[idx] for a tensor of indices."""
 
-    def __init__(self, images: torch.Tensor, pool: torch.Tensor, batch_size: int, seed: int,
-                 device: torch.device):
-        self.images, self.batch_size, self.device = images, batch_size, device
+    def __init__(self, images):
+        self.images = images
+
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.images[idx]
+
+
+class _Batches(Sampler):
+    """Endless index batches from a stream's IndexStream, remembering the state before each one.
+
+    A DataLoader with workers draws batches ahead of use; the remembered states let the stream
+    report (and checkpoint) the state of the next batch it will *hand out*, not the next one drawn.
+    """
+
+    def __init__(self, stream: "UnlabeledStream"):
+        self.stream = stream
+
+    def __iter__(self):
+        while True:
+            self.stream.pending.append(self.stream.index.state_dict())
+            yield self.stream.index.next(self.stream.batch_size)
+
+
+class UnlabeledStream:
+    """Batches of unlabeled images, scaled to [-1, 1]. Takes images only, by design.
+
+    Resident tensors are gathered in the main process; lazily read images (FileImages) go through
+    a DataLoader with `workers` processes when workers > 0.
+    """
+
+    def __init__(self, images, pool: torch.Tensor, batch_size: int, seed: int, device: torch.device,
+                 workers: int = 0):
+        self.images, self.batch_size, self.device, self.workers = images, batch_size, device, workers
         self.index = IndexStream(pool, seed)
+        self.pending: deque = deque()
+        self._it = None
+
+    def _next_uint8(self) -> torch.Tensor:
+        if self.workers <= 0 or isinstance(self.images, torch.Tensor):
+            return self.images[self.index.next(self.batch_size)]
+        if self._it is None:
+            loader = DataLoader(_Gather(self.images), batch_size=None, sampler=_Batches(self),
+                                num_workers=self.workers, prefetch_factor=2)
+            self._it = iter(loader)
+        batch = next(self._it)
+        self.pending.popleft()
+        return batch
 
     def next(self) -> torch.Tensor:
-        idx = self.index.next(self.batch_size)
-        return to_unit_range(self.images[idx].to(self.device, non_blocking=True))  # (B, C, H, W)
+        return to_unit_range(self._next_uint8().to(self.device, non_blocking=True))  # (B, C, H, W)
 
     def state_dict(self) -> dict:
-        return self.index.state_dict()
+        return self.pending[0] if self.pending else self.index.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
+        self._it = None  # drop batches prefetched from the old position
+        self.pending.clear()
         self.index.load_state_dict(state)
 
 
 class LabeledStream:
-    """Batches of (images in [-1, 1], labels) from the few labeled images."""
+    """Batches of (images in [-1, 1], labels) from the few labeled images, held in memory."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, pool: torch.Tensor, batch_size: int,
+    def __init__(self, images, labels: torch.Tensor, pool: torch.Tensor, batch_size: int,
                  seed: int, device: torch.device):
-        self.images, self.labels, self.batch_size, self.device = images, labels, batch_size, device
-        self.index = IndexStream(pool, seed)
+        # Labeled images are few: read them once (lazily read folders too), then index locally.
+        self.images, self.labels = images[pool], labels[pool]
+        self.batch_size, self.device = batch_size, device
+        self.index = IndexStream(torch.arange(len(pool)), seed)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.index.next(self.batch_size)

@@ -29,7 +29,14 @@ def _mlp(cfg: ModelConfig, channels: int, image_size: int, num_logits: int):
             MLPGenerator((channels, image_size, image_size), cfg.z_dim))
 
 
-NETS: dict[str, Callable] = {f"dcgan{s}": _dcgan(s) for s in D_LAYERS}
+def _dcgan_any(cfg: ModelConfig, channels: int, image_size: int, num_logits: int):
+    if image_size not in D_LAYERS:
+        raise ValueError(f"net dcgan is built for image sizes {', '.join(map(str, D_LAYERS))}, got {image_size}; "
+                         "set --image-size or use --net mlp")
+    return _dcgan(image_size)(cfg, channels, image_size, num_logits)
+
+
+NETS: dict[str, Callable] = {"dcgan": _dcgan_any, **{f"dcgan{s}": _dcgan(s) for s in D_LAYERS}}
 NETS["mlp"] = _mlp
 
 
