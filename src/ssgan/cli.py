@@ -153,6 +153,32 @@ def cmd_bench(args, rest) -> int:
     return 0
 
 
+def cmd_predict(args, rest) -> int:
+    from .predict import predict
+    rows = predict(args.checkpoint, args.paths, args.output, args.batch_size, args.device)
+    if args.output:
+        print(f"wrote {len(rows)} predictions to {args.output}")
+    return 0
+
+
+def cmd_suggest(args, rest) -> int:
+    from .predict import suggest
+    rows = suggest(args.checkpoint, [args.path], args.n, args.output, args.copy_to, args.batch_size, args.device)
+    if args.output:
+        print(f"wrote the {len(rows)} least certain images to {args.output}")
+    if args.copy_to:
+        print(f"copied them to {args.copy_to}")
+    return 0
+
+
+def cmd_export(args, rest) -> int:
+    from .export import export
+    meta = export(args.checkpoint, args.format, args.output)
+    print(f"wrote {args.format} classifier to {args.output}: input {meta['input']}, {len(meta['classes'])} classes")
+    print(f"preprocessing: {meta['preprocessing']}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -197,6 +223,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--which", default="last", choices=["last", "best"])
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("predict", help="class probabilities of image files, as CSV")
+    p.add_argument("checkpoint", metavar="CKPT_OR_RUN_DIR")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    p.add_argument("-o", "--output", default=None, metavar="CSV", help="CSV file (default: stdout)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("suggest", help="the images the classifier is least sure of: what to label next")
+    p.add_argument("checkpoint", metavar="CKPT_OR_RUN_DIR")
+    p.add_argument("path", metavar="PATH", help="folder of unlabeled images")
+    p.add_argument("-n", type=int, default=50, help="how many images to suggest")
+    p.add_argument("-o", "--output", default=None, metavar="CSV", help="CSV file (default: stdout)")
+    p.add_argument("--copy-to", default=None, metavar="DIR", help="copy the suggested images here, ranked")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_suggest)
+
+    p = sub.add_parser("export", help="the classifier alone as ONNX or TorchScript, preprocessing in metadata")
+    p.add_argument("checkpoint", metavar="CKPT_OR_RUN_DIR")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
