@@ -84,6 +84,8 @@ class TrainConfig:
     amp: str = _f("none", "mixed precision: none or bf16 autocast", ("none", "bf16"))
     device: str = _f("auto", "auto, cpu, cuda, cuda:K or mps")
     threads: int | None = _f(None, "torch intra-op threads; None: torch's default (one per core)")
+    sync_bn: bool = _f(False, "several processes: SyncBatchNorm (CUDA only); off, each process normalises its "
+                              "own batch, as one process with that batch size would")
     eval_batch_size: int = _f(1000, "batch size of evaluation, large since it needs no gradients")
     sample_every: int = _f(1, "epochs between sample grids; 0: none")
     max_steps: int | None = _f(None, "stop after this many steps per epoch (tests and smoke runs); None: full")

@@ -1,8 +1,10 @@
-"""The one training loop. Read it top to bottom: setup, then per step one D update and one G update,
-then per epoch evaluation, logging, samples and a checkpoint.
+"""The one training loop. Read `train` top to bottom: set-up, then per step one D update and one
+G update, then per epoch evaluation, logging, samples and a checkpoint.
 
-Methods only supply losses (`algorithms/`); networks only supply modules (`nets/`). The loop owns
-everything else: devices, optimisers, streams, EMA, cadence, checkpoints and the NaN guard.
+Methods only supply losses (`algorithms/`), networks only modules (`nets/`). The loop owns the
+rest: devices, optimisers, streams, EMA, cadence, checkpoints, the NaN guard. Several processes
+(torchrun) wrap the same loop: DDP around D's pass and G, each rank a slice of every global batch,
+rank 0 alone writes (see distributed.py).
 """
 from __future__ import annotations
 
@@ -10,15 +12,17 @@ import contextlib
 import json
 import signal
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import distributed
 from .algorithms import build_algorithm
 from .config import Config
 from .data.sources import load_source
@@ -42,7 +46,7 @@ class Interrupted(RuntimeError):
 
 
 @contextlib.contextmanager
-def frozen_bn_stats(module: torch.nn.Module):
+def frozen_bn_stats(module: nn.Module):
     """Normalise with batch statistics but leave running statistics alone (momentum 0).
 
     Generated batches pass through D in train mode; letting them into BN's running statistics
@@ -57,6 +61,31 @@ def frozen_bn_stats(module: torch.nn.Module):
     finally:
         for m, mom in zip(bns, saved):
             m.momentum = mom
+
+
+class DiscriminatorPass(nn.Module):
+    """D on the real batch and the generated batch in one call: (logits_real, logits_fake).
+
+    One forward per backward is what DDP needs. Nets without batch norm get one concatenated
+    batch (faster, same result); with batch norm, real and generated images are normalised
+    separately and only real images update the running statistics.
+    """
+
+    def __init__(self, D: nn.Module):
+        super().__init__()
+        self.D = D
+        self.has_bn = any(isinstance(m, _BatchNorm) for m in D.modules())
+
+    def forward(self, x_real: torch.Tensor, x_fake: torch.Tensor | None = None):
+        if x_fake is None:
+            return self.D(x_real)[0], None
+        if not self.has_bn:
+            logits, _ = self.D(torch.cat([x_real, x_fake]))
+            return logits[:len(x_real)], logits[len(x_real):]
+        logits_real, _ = self.D(x_real)
+        with frozen_bn_stats(self.D):
+            logits_fake, _ = self.D(x_fake)
+        return logits_real, logits_fake
 
 
 @contextlib.contextmanager
@@ -76,85 +105,115 @@ def stop_on_signals():
 
 
 def lr_factor(cfg: Config, epoch_progress: float) -> float:
-    """Learning-rate multiplier at a fractional epoch."""
-    o = cfg.optim
+    """Learning-rate multiplier at a fractional epoch: 1, or a linear decay to 0 over the last epochs."""
+    o, epochs = cfg.optim, cfg.train.epochs
     if o.decay == "linear":
-        span = o.decay_epochs or cfg.train.epochs
-        start = cfg.train.epochs - span
-        return max(0.0, min(1.0, (cfg.train.epochs - epoch_progress) / span)) if epoch_progress > start else 1.0
+        span = min(o.decay_epochs or epochs, epochs)
+        return min(1.0, max(0.0, (epochs - epoch_progress) / span))
     return 1.0
+
+
+def set_requires_grad(params, flag: bool) -> None:
+    for p in params:
+        p.requires_grad_(flag)
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
     """Train (or resume) the run in `run_dir`; returns the summary written to summary.json."""
     t = cfg.train
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(t.device)
+    dd, device_name = distributed.setup(t.device)
+    try:
+        return _train(cfg, run_dir, resume, dd, resolve_device(device_name))
+    finally:
+        distributed.cleanup(dd)
+
+
+def _train(cfg: Config, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch.device) -> dict:
+    t = cfg.train
+    say = log if dd.main else (lambda msg: None)
     if t.threads:
         torch.set_num_threads(t.threads)
     amp = t.amp == "bf16"
 
-    # ---- data and split
+    # ---- data and split (drawn once, by rank 0; every rank reads the same split.json)
     data = load_source(cfg.data)
-    if data.note:
-        log(data.note)
-    if data.bad_files:
-        atomic_write_text(run_dir / "bad_files.txt", "\n".join(data.bad_files) + "\n")
-    split = load_or_draw_split(cfg, data, run_dir)
-    save_config(cfg, run_dir)
+    if dd.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if data.note:
+            say(data.note)
+        if data.bad_files:
+            atomic_write_text(run_dir / "bad_files.txt", "\n".join(data.bad_files) + "\n")
+        split = load_or_draw_split(cfg, data, run_dir)
+        save_config(cfg, run_dir)
+    distributed.barrier(dd)
+    if not dd.main:
+        split = load_or_draw_split(cfg, data, run_dir)
     K, channels, size = data.num_classes, data.train.x.shape[1], data.train.x.shape[-1]
     unl_pool = torch.from_numpy(split.unlabeled_indices())
     lab_pool = torch.tensor(split.labeled, dtype=torch.long)
     val_pool = torch.tensor(split.val, dtype=torch.long)
-    steps_per_epoch = len(unl_pool) // t.batch_size
+    global_batch = t.batch_size * dd.world  # train.batch_size is per process
+    steps_per_epoch = len(unl_pool) // global_batch
     if steps_per_epoch == 0:
-        raise ValueError(f"train.batch_size={t.batch_size} exceeds the {len(unl_pool)} unlabeled images")
+        raise ValueError(f"a global batch of {global_batch} exceeds the {len(unl_pool)} unlabeled images")
     if t.max_steps:
         steps_per_epoch = min(steps_per_epoch, t.max_steps)
 
-    # ---- method, networks, optimisers
+    # ---- method, networks, optimisers, EMA
     torch.manual_seed(t.seed)
     algo = build_algorithm(cfg.method)
     D, G = build_nets(cfg.model, channels, size, algo.num_logits(K))
+    if t.sync_bn and dd.enabled:
+        if device.type != "cuda":
+            raise ValueError("--train.sync_bn needs CUDA devices (SyncBatchNorm does not run on the CPU)")
+        D, G = nn.SyncBatchNorm.convert_sync_batchnorm(D), nn.SyncBatchNorm.convert_sync_batchnorm(G)
     D = D.to(device)
     G = G.to(device) if algo.uses_generator else None
     d_params = [p for p in D.parameters() if p.requires_grad]
-    opt_d = torch.optim.Adam(d_params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), foreach=True)
-    opt_g = None
-    if G is not None:
-        g_lr = cfg.optim.g_lr or cfg.optim.lr
-        opt_g = torch.optim.Adam([p for p in G.parameters() if p.requires_grad], lr=g_lr,
-                                 betas=(cfg.optim.beta1, cfg.optim.beta2), foreach=True)
-    base_lrs = [g["lr"] for g in opt_d.param_groups] + ([g["lr"] for g in opt_g.param_groups] if opt_g else [])
-    has_bn = any(isinstance(m, _BatchNorm) for m in D.modules())
+    betas = (cfg.optim.beta1, cfg.optim.beta2)
+    opt_d = torch.optim.Adam(d_params, lr=cfg.optim.lr, betas=betas, foreach=True)
+    opt_g = None if G is None else torch.optim.Adam(
+        [p for p in G.parameters() if p.requires_grad], lr=cfg.optim.g_lr or cfg.optim.lr, betas=betas, foreach=True)
+    optimizers = [opt for opt in (opt_d, opt_g) if opt is not None]
+    base_lrs = [[g["lr"] for g in opt.param_groups] for opt in optimizers]
 
-    lab_stream = LabeledStream(data.train.x, data.train.y, lab_pool, t.batch_size, t.seed * 4 + 1, device)
-    workers = cfg.data.workers
-    unl_stream = UnlabeledStream(data.train.x, unl_pool, t.batch_size, t.seed * 4 + 2, device, workers)
-    unl_stream_g = UnlabeledStream(data.train.x, unl_pool, t.batch_size, t.seed * 4 + 3, device, workers)
+    def stream_seed(k: int) -> int:  # the same on every rank: each rank takes its slice of one global batch
+        return t.seed * 4 + k
+    lab_stream = LabeledStream(data.train.x, data.train.y, lab_pool, t.batch_size, stream_seed(1), device,
+                               dd.rank, dd.world)
+    unl_stream = UnlabeledStream(data.train.x, unl_pool, t.batch_size, stream_seed(2), device, cfg.data.workers,
+                                 dd.rank, dd.world)
+    unl_stream_g = UnlabeledStream(data.train.x, unl_pool, t.batch_size, stream_seed(3), device,
+                                   cfg.data.workers, dd.rank, dd.world)
     fixed_z = G.sample_z(64, "cpu", torch.Generator().manual_seed(t.seed)) if G is not None else None
-
     if hasattr(D, "data_init"):  # data-dependent init of weight-normalised layers (Salimans et al.)
-        init_stream = UnlabeledStream(data.train.x, unl_pool, 500, t.seed * 4 + 4, device)
-        D.data_init(init_stream.next())
+        D.data_init(UnlabeledStream(data.train.x, unl_pool, 500, stream_seed(4), device).next())
     ema = AveragedModel(D, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True) if t.ema else None
+    if dd.rank:  # dropout, noise and z differ between ranks; rank 0 draws what a single process would
+        torch.manual_seed(t.seed + 1_000_003 * dd.rank)
+
+    d_pass = DiscriminatorPass(D)
+    d_pass_ddp = DDP(d_pass, device_ids=[device.index] if device.type == "cuda" else None) if dd.enabled else d_pass
+    G_ddp = DDP(G, device_ids=[device.index] if device.type == "cuda" else None) if dd.enabled and G else G
 
     term_names = [f"d/{n}" for n in algo.d_terms] + ["d_loss"]
     if G is not None:
         term_names += [f"g/{n}" for n in algo.g_terms] + ["g_loss"]
     state = {"epoch": 0, "step": 0, "global_step": 0, "best_val": -1.0,
              "acc": torch.zeros(steps_per_epoch, len(term_names))}
-    metrics = Metrics(run_dir)
+    metrics = Metrics(run_dir) if dd.main else None
 
     def save_checkpoint(name: str) -> None:
-        ckpt.save({"config": cfg.to_dict(), "split": asdict(split), "classes": data.classes,
+        if not dd.main:
+            return
+        ckpt.save({"config": cfg.to_dict(), "split": split.to_dict(), "classes": data.classes,
                    "input_shape": [channels, size],
                    "D": D.state_dict(), "G": G.state_dict() if G is not None else None,
                    "opt_d": opt_d.state_dict(), "opt_g": opt_g.state_dict() if opt_g else None,
                    "ema": ema.state_dict() if ema else None, "fixed_z": fixed_z,
                    "epoch": state["epoch"], "step": state["step"], "global_step": state["global_step"],
-                   "best_val": state["best_val"], "acc": state["acc"],
+                   "best_val": state["best_val"], "acc": state["acc"], "world_size": dd.world,
                    "rng": {"torch": torch.get_rng_state(),
                            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
                            "lab": lab_stream.state_dict(), "unl": unl_stream.state_dict(),
@@ -173,26 +232,32 @@ def train(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
             ema.load_state_dict(s["ema"])
         fixed_z = s["fixed_z"]
         state.update({k: s[k] for k in ("epoch", "step", "global_step", "best_val", "acc")})
+        if len(state["acc"]) != steps_per_epoch:  # another world size or batch: restart the partial epoch's log
+            state["acc"], state["step"] = torch.zeros(steps_per_epoch, len(term_names)), 0
         torch.set_rng_state(s["rng"]["torch"])
-        if s["rng"]["cuda"]:
+        if s["rng"]["cuda"] and device.type == "cuda":
             torch.cuda.set_rng_state_all(s["rng"]["cuda"])
+        if dd.rank:
+            torch.manual_seed(t.seed + 1_000_003 * dd.rank + state["global_step"])
         lab_stream.load_state_dict(s["rng"]["lab"])
         unl_stream.load_state_dict(s["rng"]["unl"])
         unl_stream_g.load_state_dict(s["rng"]["unl_g"])
+        say(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
+    if metrics:
         metrics.truncate(state["epoch"])
-        log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
-    else:
-        metrics.truncate(0)
-    log(f"run {run_dir}: {data.name}, {split.request} ({len(split.labeled)} labeled, {len(unl_pool)} unlabeled, "
+    say(f"run {run_dir}: {data.name}, {split.request} ({len(split.labeled)} labeled, {len(unl_pool)} unlabeled, "
         f"{len(split.val)} val), method {cfg.method.name}, net {cfg.model.net}, device {device}"
-        f"{', bf16' if amp else ''}")
+        f"{f' x {dd.world} processes' if dd.enabled else ''}{', bf16' if amp else ''}")
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
 
-    def set_requires_grad(params, flag: bool) -> None:
-        for p in params:
-            p.requires_grad_(flag)
+    def evaluate(model, images, labels) -> tuple[float, int]:
+        """Each rank scores its shard (rank::world) and the error counts are summed: nothing twice, no tail dropped."""
+        _, errors = accuracy_and_errors(model, algo, images[dd.rank::dd.world], labels[dd.rank::dd.world],
+                                        t.eval_batch_size, device, amp)
+        errors = distributed.sum_int(dd, errors, device)
+        return 1.0 - errors / max(1, len(labels)), errors
 
     t_start = time.time()
     with stop_on_signals() as stop:
@@ -200,36 +265,27 @@ def train(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
             D.train()
             if G is not None:
                 G.train()
-            t_epoch = time.time()
-            acc = state["acc"]
-            first_step = state["step"]
+            t_epoch, acc, first_step, checked = time.time(), state["acc"], state["step"], state["step"]
             bar = tqdm(range(first_step, steps_per_epoch), desc=f"epoch {epoch + 1}/{t.epochs}", leave=False,
-                       dynamic_ncols=True, mininterval=1.0, disable=None)
-            checked = first_step
+                       dynamic_ncols=True, mininterval=1.0, disable=None if dd.main else True)
             for i in bar:
                 factor = lr_factor(cfg, epoch + i / steps_per_epoch)
-                for group, lr0 in zip(opt_d.param_groups + (opt_g.param_groups if opt_g else []), base_lrs):
-                    group["lr"] = lr0 * factor
+                for opt, lrs in zip(optimizers, base_lrs):
+                    for group, lr0 in zip(opt.param_groups, lrs):
+                        group["lr"] = lr0 * factor
                 x_lab, y_lab = lab_stream.next()
 
                 # ---- D step: labeled -> their class, unlabeled -> real, generated -> fake
                 if G is not None:
                     x_unl = unl_stream.next()
                     with autocast():
-                        x_fake = G(G.sample_z(t.batch_size, device))
-                        if has_bn:
-                            logits_real, _ = D(torch.cat([x_lab, x_unl]))
-                            with frozen_bn_stats(D):
-                                logits_fake, _ = D(x_fake.detach())
-                            logits_lab, logits_unl = logits_real.float().split([len(x_lab), len(x_unl)])
-                        else:  # no cross-sample layers: one batch is faster and computes the same
-                            logits, _ = D(torch.cat([x_lab, x_unl, x_fake.detach()]))
-                            logits_lab, logits_unl, logits_fake = logits.float().split(
-                                [len(x_lab), len(x_unl), len(x_fake)])
+                        x_fake = G_ddp(G.sample_z(t.batch_size, device))
+                        logits_real, logits_fake = d_pass_ddp(torch.cat([x_lab, x_unl]), x_fake.detach())
+                    logits_lab, logits_unl = logits_real.float().split([len(x_lab), len(x_unl)])
                     d_loss, d_terms = algo.d_loss(logits_lab, y_lab, logits_unl, logits_fake.float())
                 else:
                     with autocast():
-                        logits_lab, _ = D(x_lab)
+                        logits_lab, _ = d_pass_ddp(x_lab)
                     d_loss, d_terms = algo.d_loss(logits_lab.float(), y_lab, None, None)
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
@@ -238,7 +294,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
                     ema.update_parameters(D)
                 row = [d_terms[n] for n in algo.d_terms] + [d_loss]
 
-                # ---- G step: make D call the same generated batch real / match D's features
+                # ---- G step: D judges the same generated batch again, after its update
                 if G is not None:
                     x_unl_g = unl_stream_g.next()
                     set_requires_grad(d_params, False)  # G's loss needs no gradients of D's weights
@@ -256,62 +312,73 @@ def train(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
 
                 acc[i] = torch.stack([v.detach().float() for v in row]).cpu()
                 state["step"], state["global_step"] = i + 1, state["global_step"] + 1
-                if (i + 1 - checked) >= CHECK_EVERY or i + 1 == steps_per_epoch or stop["signal"]:
+                at_check = (i + 1 - checked) >= CHECK_EVERY or i + 1 == steps_per_epoch
+                if not dd.enabled and stop["signal"] is not None:
+                    at_check = True  # one process stops at once; several agree at check steps, or deadlock
+                want_stop = False
+                if at_check:
+                    want_stop = distributed.any_rank(dd, stop["signal"] is not None, device)
                     window = acc[checked:i + 1]
                     bad = ~torch.isfinite(window)
-                    if bad.any():
-                        r, c = [int(v) for v in bad.nonzero()[0]]
-                        step = state["global_step"] - (i + 1 - checked) + r + 1
-                        raise NonFiniteLoss(
-                            f"loss term '{term_names[c]}' became {window[r, c].item()} at step {step} "
-                            f"(epoch {epoch + 1}); the last good checkpoint is {run_dir / 'checkpoints/last.pt'}. "
-                            "Try a lower --optim.lr or --train.amp=none.")
-                    means = window.mean(0)
-                    bar.set_postfix({n: f"{means[k]:.3f}" for k, n in enumerate(term_names) if "/" not in n})
+                    if distributed.any_rank(dd, bool(bad.any()), device):
+                        raise NonFiniteLoss(nan_message(bad, window, term_names, state["global_step"] - len(window),
+                                                        epoch, run_dir))
+                    bar.set_postfix({n: f"{v:.3f}" for n, v in zip(term_names, window.mean(0).tolist())
+                                     if "/" not in n})
                     checked = i + 1
-                if stop["signal"]:
+                if want_stop:
                     save_checkpoint("last")
-                    raise Interrupted(f"stopped by signal {stop['signal']} at epoch {epoch + 1}, step {i + 1}; "
-                                      f"state saved. Resume with: ssgan train --resume {run_dir}")
+                    raise Interrupted(f"stopped by signal at epoch {epoch + 1}, step {i + 1}; state saved. "
+                                      f"Resume with: ssgan train --resume {run_dir}")
             bar.close()
 
             # ---- end of epoch: evaluate, log, sample, checkpoint
             epoch_time = time.time() - t_epoch
             eval_d = ema.module if ema else D
-            means = acc.mean(0)
             record = {"epoch": epoch + 1, "step": state["global_step"],
-                      **{n: float(means[k]) for k, n in enumerate(term_names)}}
+                      **{n: float(v) for n, v in zip(term_names, acc.mean(0).tolist())}}
             if G is None:
                 record["g_loss"] = None
-            record["train_acc"], _ = accuracy_and_errors(eval_d, algo, data.train.x[lab_pool],
-                                                         data.train.y[lab_pool], t.eval_batch_size, device, amp)
+            record["train_acc"], _ = evaluate(eval_d, data.train.x[lab_pool], data.train.y[lab_pool])
             record["val_acc"] = None
             if len(val_pool):
-                record["val_acc"], _ = accuracy_and_errors(eval_d, algo, data.train.x[val_pool],
-                                                           data.train.y[val_pool], t.eval_batch_size, device, amp)
+                record["val_acc"], _ = evaluate(eval_d, data.train.x[val_pool], data.train.y[val_pool])
             record["test_acc"] = record["test_errors"] = None
             if data.test is not None:
-                record["test_acc"], record["test_errors"] = accuracy_and_errors(
-                    eval_d, algo, data.test.x, data.test.y, t.eval_batch_size, device, amp)
+                record["test_acc"], record["test_errors"] = evaluate(eval_d, data.test.x, data.test.y)
             record["lr"] = opt_d.param_groups[0]["lr"]
             record["epoch_time"] = epoch_time
-            record["images_per_s"] = (steps_per_epoch - first_step) * t.batch_size / max(epoch_time, 1e-9)
+            record["images_per_s"] = (steps_per_epoch - first_step) * global_batch / max(epoch_time, 1e-9)
             record["elapsed"] = time.time() - t_start
-            metrics.add(record)
-            log(epoch_line(record))
-            if G is not None and t.sample_every and (epoch + 1) % t.sample_every == 0:
-                save_grid(generate(G, fixed_z.to(device)), run_dir / "samples" / f"epoch_{epoch + 1:03d}.png")
             state.update(epoch=epoch + 1, step=0, acc=torch.zeros_like(acc))
             improved = record["val_acc"] is not None and record["val_acc"] > state["best_val"]
             if improved:
                 state["best_val"] = record["val_acc"]
+            if dd.main:
+                metrics.add(record)
+                say(epoch_line(record))
+                if G is not None and t.sample_every and (epoch + 1) % t.sample_every == 0:
+                    save_grid(generate(G, fixed_z.to(device)), run_dir / "samples" / f"epoch_{epoch + 1:03d}.png")
             save_checkpoint("last")
             if improved:
                 save_checkpoint("best")
+            distributed.barrier(dd)
 
+    if not dd.main:
+        return {}
     plot_curves(metrics.records, run_dir)
     n_test = len(data.test) if data.test is not None else 0
     return write_summary(run_dir, metrics.records, time.time() - t_start, data.name, n_test)
+
+
+def nan_message(bad: torch.Tensor, window: torch.Tensor, names: list[str], first_step: int, epoch: int,
+                run_dir: Path) -> str:
+    if not bad.any():
+        return f"a loss became non-finite in another process (epoch {epoch + 1})"
+    r, c = [int(v) for v in bad.nonzero()[0]]
+    return (f"loss term '{names[c]}' became {window[r, c].item()} at step {first_step + r + 1} (epoch {epoch + 1}); "
+            f"the last good checkpoint is {run_dir / 'checkpoints' / 'last.pt'}. "
+            "Try a lower --optim.lr or --train.amp=none.")
 
 
 def write_summary(run_dir: Path, records: list[dict], wall_time: float, dataset: str, n_test: int) -> dict:

@@ -38,8 +38,11 @@ class Split:
         mask[self.val] = False
         return np.flatnonzero(mask)
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
     def save(self, path: Path) -> None:
-        atomic_write_text(path, json.dumps(asdict(self), indent=1))
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: Path) -> "Split":

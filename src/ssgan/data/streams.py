@@ -19,18 +19,23 @@ from .sources import to_unit_range
 
 
 class IndexStream:
-    """Endless indices into a pool, one permutation after another."""
+    """Endless indices into a pool, one permutation after another.
 
-    def __init__(self, pool: torch.Tensor, seed: int):
+    With several processes every rank holds the same stream (same seed), draws the whole global
+    batch and keeps its own slice: the union over ranks is exactly the single-process batch.
+    """
+
+    def __init__(self, pool: torch.Tensor, seed: int, rank: int = 0, world: int = 1):
         if len(pool) == 0:
             raise ValueError("cannot draw batches from an empty pool")
-        self.pool = pool
+        self.pool, self.rank, self.world = pool, rank, world
         self.gen = torch.Generator().manual_seed(seed)
         self.perm = torch.randperm(len(pool), generator=self.gen)
         self.pos = 0
 
     def next(self, n: int) -> torch.Tensor:
-        parts, need = [], n
+        """The next n indices of this rank (n per rank; n * world are drawn)."""
+        parts, need = [], n * self.world
         while need > 0:
             if self.pos == len(self.perm):
                 self.perm = torch.randperm(len(self.pool), generator=self.gen)
@@ -39,7 +44,8 @@ class IndexStream:
             parts.append(self.perm[self.pos:self.pos + take])
             self.pos += take
             need -= take
-        return self.pool[parts[0] if len(parts) == 1 else torch.cat(parts)]
+        drawn = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return self.pool[drawn[self.rank * n:(self.rank + 1) * n]]
 
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos}
@@ -83,9 +89,9 @@ class UnlabeledStream:
     """
 
     def __init__(self, images, pool: torch.Tensor, batch_size: int, seed: int, device: torch.device,
-                 workers: int = 0):
+                 workers: int = 0, rank: int = 0, world: int = 1):
         self.images, self.batch_size, self.device, self.workers = images, batch_size, device, workers
-        self.index = IndexStream(pool, seed)
+        self.index = IndexStream(pool, seed, rank, world)
         self.pending: deque = deque()
         self._it = None
 
@@ -116,11 +122,11 @@ class LabeledStream:
     """Batches of (images in [-1, 1], labels) from the few labeled images, held in memory."""
 
     def __init__(self, images, labels: torch.Tensor, pool: torch.Tensor, batch_size: int,
-                 seed: int, device: torch.device):
+                 seed: int, device: torch.device, rank: int = 0, world: int = 1):
         # Labeled images are few: read them once (lazily read folders too), then index locally.
         self.images, self.labels = images[pool], labels[pool]
         self.batch_size, self.device = batch_size, device
-        self.index = IndexStream(torch.arange(len(pool)), seed)
+        self.index = IndexStream(torch.arange(len(pool)), seed, rank, world)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.index.next(self.batch_size)
