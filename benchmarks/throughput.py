@@ -1,0 +1,253 @@
+"""Training-step throughput of ssgan on this machine, against its measured matmul ceilings.
+
+For each method/network/precision: FLOPs per training iteration (torch.utils.flop_counter, one
+D step + one G step as `ssgan.train.train_step` runs them), median time per iteration after
+warm-up (compute only, fixed batches), achieved GFLOP/s and its fraction of the ceiling for the
+precision (fp32: oneDNN's, the machine's real fp32 ceiling; bf16: torch.mm bf16), images/s, the
+epoch time including data (a real `ssgan train` of a few hundred steps, extrapolated to the full
+epoch) and peak RSS of that run. Also the MLP epoch of the "plain path" (per-sample DataLoader,
+eager fp32, `.item()` per step) side by side with ssgan's, in the same process.
+
+    python benchmarks/throughput.py                 # all rows; prints a table, writes JSON
+    python benchmarks/throughput.py --quick         # fewer iterations (smoke test)
+
+Every timing is relative within this one run; compare ratios, not absolute times.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ssgan import config as C
+from ssgan.algorithms import build_algorithm
+from ssgan.nets import build_nets
+from ssgan.train import DiscriminatorPass, StepParts, train_step
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "throughput.json"
+
+ROWS = [  # (label, method, net, image size, width, batch, amp, lr)
+    ("fm / mlp fp32", "fm", "mlp", 28, 1.0, 100, "none", 3e-3),
+    ("fm / mlp bf16", "fm", "mlp", 28, 1.0, 100, "bf16", 3e-3),
+    ("kplus1 / dcgan28 w0.25 fp32", "kplus1", "dcgan28", 28, 0.25, 100, "none", 2e-4),
+    ("kplus1 / dcgan28 w0.25 bf16", "kplus1", "dcgan28", 28, 0.25, 100, "bf16", 2e-4),
+    ("kplus1 / dcgan32 w0.5 fp32", "kplus1", "dcgan32", 32, 0.5, 100, "none", 2e-4),
+    ("kplus1 / dcgan64 w1 fp32 (recipe)", "kplus1", "dcgan64", 64, 1.0, 128, "none", 2e-4),
+    ("kplus1 / dcgan64 w1 bf16 (recipe)", "kplus1", "dcgan64", 64, 1.0, 128, "bf16", 2e-4),
+]
+
+
+def median_time(fn, n: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def ceilings(n: int = 2048, reps: int = 11) -> dict:
+    """GFLOP/s of an n x n matmul: fp32 torch.mm (MKL), fp32 through oneDNN, bf16 torch.mm."""
+    import torch.utils.mkldnn as mkldnn
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    flops = 2 * n ** 3
+    out = {"fp32_mm": flops / median_time(lambda: a @ b, reps, 2) / 1e9}
+    lin = mkldnn.to_mkldnn(torch.nn.Linear(n, n, bias=False).eval())
+    xm = a.to_mkldnn()
+    with torch.no_grad():
+        out["fp32_onednn"] = flops / median_time(lambda: lin(xm), reps, 2) / 1e9
+    ab, bb = a.bfloat16(), b.bfloat16()
+    out["bf16_mm"] = flops / median_time(lambda: ab @ bb, reps, 2) / 1e9
+    return out
+
+
+def make_parts(method: str, net: str, size: int, width: float, batch: int, amp: str, lr: float):
+    cfg = C.build(overrides={"method.name": method, "model.net": net, "model.width": width,
+                             "data.image_size": size, "train.batch_size": batch, "train.amp": amp, "optim.lr": lr})
+    torch.manual_seed(0)
+    algo = build_algorithm(cfg.method)
+    D, G = build_nets(cfg.model, 1, size, algo.num_logits(10))
+    d_params = [p for p in D.parameters() if p.requires_grad]
+    opt_d = torch.optim.Adam(d_params, lr=lr, betas=(0.5, 0.999), foreach=True)
+    opt_g = torch.optim.Adam([p for p in G.parameters() if p.requires_grad], lr=lr, betas=(0.5, 0.999),
+                             foreach=True)
+    parts = StepParts(algo, D, G, DiscriminatorPass(D), G, opt_d, opt_g, d_params, None, amp == "bf16",
+                      torch.device("cpu"), batch)
+    x = lambda: torch.rand(batch, 1, size, size) * 2 - 1  # noqa: E731
+    batches = (x(), torch.randint(0, 10, (batch,)), x(), x())
+    return parts, batches
+
+
+def step_row(label, method, net, size, width, batch, amp, lr, iters: int, ceil: dict) -> dict:
+    parts, (x_lab, y_lab, x_unl, x_unl_g) = make_parts(method, net, size, width, batch, amp, lr)
+    step = lambda: train_step(parts, x_lab, y_lab, x_unl, x_unl_g)  # noqa: E731
+    step()
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    sec = median_time(step, iters, warmup=5)
+    gflops = flops / sec / 1e9
+    ceiling = ceil["bf16_mm"] if amp == "bf16" else ceil["fp32_onednn"]
+    return {"row": label, "method": method, "net": net, "width": width, "batch": batch, "amp": amp,
+            "gflop_per_iter": flops / 1e9, "ms_per_iter": sec * 1e3, "gflops": gflops,
+            "fraction_of_ceiling": gflops / ceiling, "ceiling_used": "bf16_mm" if amp == "bf16" else "fp32_onednn",
+            "images_per_s": batch / sec}
+
+
+def epoch_run(method, net, size, width, batch, amp, lr, steps: int, data_root: str | None) -> dict:
+    """A real `ssgan train` in a subprocess for `steps` steps: epoch time with data, and peak RSS."""
+    import tempfile
+    run_dir = tempfile.mkdtemp(prefix="ssgan-tp-")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(
+        {"method": method, "net": net, "size": size, "width": width, "batch": batch, "amp": amp, "lr": lr,
+         "steps": steps, "run_dir": run_dir, "data_root": data_root})]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child(spec: dict) -> None:
+    from ssgan.train import train
+    overrides = {"method.name": spec["method"], "model.net": spec["net"], "model.width": spec["width"],
+                 "data.image_size": spec["size"], "train.batch_size": spec["batch"], "train.amp": spec["amp"],
+                 "optim.lr": spec["lr"], "train.max_steps": spec["steps"], "train.epochs": 1,
+                 "train.sample_every": 0, "data.labels": 100}
+    if spec["data_root"]:
+        overrides["data.root"] = spec["data_root"]
+    cfg = C.build(overrides=overrides)
+    import contextlib
+    import io
+    with contextlib.redirect_stdout(io.StringIO()):
+        summary = train(cfg, Path(spec["run_dir"]))
+    rec = json.loads((Path(spec["run_dir"]) / "metrics.jsonl").read_text().splitlines()[-1])
+    steps_full = 60000 // spec["batch"]
+    print(json.dumps({"epoch_s_full": steps_full * spec["batch"] / rec["images_per_s"],
+                      "images_per_s_with_data": rec["images_per_s"],
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "dataset": summary["dataset"]}))
+
+
+def plain_step(parts: StepParts, x_lab, y_lab, x_unl, x_unl2) -> list[float]:
+    """A straightforward port's step: D on each batch separately, a fresh generated batch for G,
+    D's weight gradients computed (and discarded) in the G step, `.item()` logging every step."""
+    algo, D, G = parts.algo, parts.D, parts.G
+    x_fake = G(G.sample_z(len(x_lab)))
+    l_lab, _ = D(x_lab)
+    l_unl, _ = D(x_unl)
+    l_fake, _ = D(x_fake.detach())
+    d_loss, _ = algo.d_loss(l_lab, y_lab, l_unl, l_fake)
+    parts.opt_d.zero_grad()
+    d_loss.backward()
+    parts.opt_d.step()
+    x_fake = G(G.sample_z(len(x_lab)))
+    _, f_real = D(x_unl2)
+    l_fake, f_fake = D(x_fake)
+    g_loss, _ = algo.g_loss(l_fake, f_real.detach(), f_fake)
+    parts.opt_g.zero_grad()
+    g_loss.backward()
+    parts.opt_g.step()
+    return [d_loss.item(), g_loss.item()]
+
+
+def plain_epoch_ms(iters: int, images: torch.Tensor) -> float:
+    """ms per iteration of the plain path: per-sample DataLoader over float images, eager fp32."""
+    from torch.utils.data import DataLoader, TensorDataset
+    parts, _ = make_parts("fm", "mlp", 28, 1.0, 100, "none", 3e-3)
+    x = images.float() / 127.5 - 1
+    y = torch.randint(0, 10, (len(x),))
+    lab_set = TensorDataset(x[:100], y[:100])
+    unl = DataLoader(TensorDataset(x), batch_size=100, shuffle=True)
+    unl2 = DataLoader(TensorDataset(x), batch_size=100, shuffle=True)
+    lab = iter(DataLoader(lab_set, batch_size=100, shuffle=True))
+    t0, n = time.perf_counter(), 0
+    for (xu,), (xu2,) in zip(unl, unl2):
+        try:
+            xl, yl = next(lab)
+        except StopIteration:
+            lab = iter(DataLoader(lab_set, batch_size=100, shuffle=True))
+            xl, yl = next(lab)
+        plain_step(parts, xl, yl, xu, xu2)
+        n += 1
+        if n == iters:
+            break
+    return (time.perf_counter() - t0) / n * 1e3
+
+
+def fast_epoch_ms(iters: int, images: torch.Tensor, amp: str) -> float:
+    """ms per iteration of ssgan's path: resident uint8 streams, train_step, no per-step host sync."""
+    from ssgan.data.streams import LabeledStream, UnlabeledStream
+    parts, _ = make_parts("fm", "mlp", 28, 1.0, 100, amp, 3e-3)
+    y = torch.randint(0, 10, (len(images),))
+    dev = torch.device("cpu")
+    lab = LabeledStream(images, y, torch.arange(100), 100, 1, dev)
+    unl = UnlabeledStream(images, torch.arange(len(images)), 100, 2, dev)
+    unl2 = UnlabeledStream(images, torch.arange(len(images)), 100, 3, dev)
+    acc = torch.zeros(iters, 5)  # sup, unl, d_loss, fm, g_loss
+    t0 = time.perf_counter()
+    for i in range(iters):
+        xl, yl = lab.next()
+        row = train_step(parts, xl, yl, unl.next(), unl2.next())
+        acc[i] = torch.stack([v.detach().float() for v in row])
+    return (time.perf_counter() - t0) / iters * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few iterations, for a smoke test")
+    parser.add_argument("--rows", default=None, help="comma-separated row numbers to run (default: all)")
+    parser.add_argument("--epoch-steps", type=int, default=200, help="steps of the real training run per row")
+    parser.add_argument("--data-root", default=os.environ.get("SSGAN_DATA"))
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=str(OUT))
+    args = parser.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return
+    iters = 5 if args.quick else 30
+    ceil = ceilings(reps=3 if args.quick else 11)
+    print(f"ceilings (n=2048 matmul, {torch.get_num_threads()} threads): fp32 torch.mm {ceil['fp32_mm']:.0f}, "
+          f"fp32 oneDNN {ceil['fp32_onednn']:.0f}, bf16 torch.mm {ceil['bf16_mm']:.0f} GFLOP/s")
+    chosen = [ROWS[int(i)] for i in args.rows.split(",")] if args.rows else ROWS
+    results = []
+    for spec in chosen:
+        label, method, net, size, width, batch, amp, lr = spec
+        big = net == "dcgan64"
+        r = step_row(*spec, iters=max(3, iters // 6) if big else iters, ceil=ceil)
+        if not args.quick:
+            steps = 20 if big else args.epoch_steps
+            r.update(epoch_run(method, net, size, width, batch, amp, lr, steps, args.data_root))
+        results.append(r)
+        print(f"{label:38s} {r['gflop_per_iter']:7.2f} GFLOP/it {r['ms_per_iter']:8.1f} ms/it "
+              f"{r['gflops']:6.0f} GFLOP/s {100 * r['fraction_of_ceiling']:5.1f}% of {r['ceiling_used']}"
+              + (f"  epoch {r['epoch_s_full']:7.1f} s  RSS {r['peak_rss_mb']:5.0f} MB" if 'epoch_s_full' in r else ""),
+              flush=True)
+    n = 20 if args.quick else 150
+    images = torch.randint(0, 256, (60000, 1, 28, 28), dtype=torch.uint8)  # MNIST-sized, data cost only
+    paths = {"plain fp32": plain_epoch_ms(n, images), "ssgan fp32": fast_epoch_ms(n, images, "none"),
+             "ssgan bf16": fast_epoch_ms(n, images, "bf16")}
+    for name, ms in paths.items():
+        print(f"fm/mlp epoch path {name:11s} {ms:6.1f} ms/it  -> 600-iteration epoch {0.6 * ms:5.1f} s  "
+              f"({paths['plain fp32'] / ms:.2f}x the plain path)")
+    report = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "ceilings_gflops": ceil, "rows": results,
+              "epoch_path_ms_per_iter": paths,
+              "epoch_path_speedup": {k: paths["plain fp32"] / v for k, v in paths.items()}}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
