@@ -183,6 +183,7 @@ def cmd_export(args, rest) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssgan", description="Semi-supervised image classification with GANs.",
+        epilog="`ssgan COMMAND --help` describes each command; `ssgan train --help` lists every config key.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -251,12 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    # Imported after parsing, so --help answers without loading torch.
     from .checkpoint import CheckpointError
     from .data.idx import DataFileError
     from .data.split import SplitError
     from .train import Interrupted, NonFiniteLoss
-    parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
     try:
         if rest and args.command not in ("train", "bench"):
             raise UsageError(f"unknown option(s) for '{args.command}': {' '.join(rest)}")
