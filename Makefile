@@ -21,7 +21,7 @@ demo: install
 	$(VENV)/bin/ssgan train --config configs/demo.yaml
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) runs

@@ -43,6 +43,8 @@ def load(path: str | Path, which: str = "last") -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # garbage input makes the unpickler raise almost anything (KeyError on text, ...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if "weights_only" in str(e):  # torch's own text suggests the unsafe load; we never do that
+            first = "it holds objects other than tensors and plain data, which a safe load refuses"
         detail = f"{type(e).__name__}: {first}" if first else type(e).__name__
         raise CheckpointError(f"{path} is not a readable ssgan checkpoint ({detail})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

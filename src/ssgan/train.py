@@ -12,6 +12,7 @@ import contextlib
 import json
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import distributed
-from .algorithms import build_algorithm
+from .algorithms import Algorithm, build_algorithm
 from .config import Config
 from .data.sources import load_source
 from .data.streams import LabeledStream, UnlabeledStream
@@ -118,6 +119,64 @@ def set_requires_grad(params, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
+@dataclass
+class StepParts:
+    """What one training step touches. `d_pass` and `G_fwd` are DDP-wrapped when distributed."""
+    algo: Algorithm
+    D: nn.Module
+    G: nn.Module | None
+    d_pass: nn.Module        # DiscriminatorPass(D), possibly DDP-wrapped
+    G_fwd: nn.Module | None  # G, possibly DDP-wrapped
+    opt_d: torch.optim.Optimizer
+    opt_g: torch.optim.Optimizer | None
+    d_params: list[torch.Tensor]
+    ema: AveragedModel | None
+    amp: bool
+    device: torch.device
+    batch_size: int
+
+
+def train_step(p: StepParts, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.Tensor | None,
+               x_unl_g: torch.Tensor | None) -> list[torch.Tensor]:
+    """One D update, then one G update; returns the loss terms (D terms, d_loss, G terms, g_loss)."""
+    algo, D, G = p.algo, p.D, p.G
+    autocast = torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp)
+
+    # ---- D step: labeled -> their class, unlabeled -> real, generated -> fake
+    if G is not None:
+        with autocast:
+            x_fake = p.G_fwd(G.sample_z(p.batch_size, p.device))                       # (B, C, H, W)
+            logits_real, logits_fake = p.d_pass(torch.cat([x_lab, x_unl]), x_fake.detach())
+        logits_lab, logits_unl = logits_real.float().split([len(x_lab), len(x_unl)])
+        d_loss, d_terms = algo.d_loss(logits_lab, y_lab, logits_unl, logits_fake.float())
+    else:
+        with autocast:
+            logits_lab, _ = p.d_pass(x_lab)
+        d_loss, d_terms = algo.d_loss(logits_lab.float(), y_lab, None, None)
+    p.opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    p.opt_d.step()
+    if p.ema:
+        p.ema.update_parameters(D)
+    row = [d_terms[n] for n in algo.d_terms] + [d_loss]
+    if G is None:
+        return row
+
+    # ---- G step: D judges the same generated batch again, after its update
+    set_requires_grad(p.d_params, False)  # G's loss needs no gradients of D's weights
+    with autocast:
+        with torch.no_grad():
+            _, feat_real = D(x_unl_g)
+        with frozen_bn_stats(D):
+            logits_fake, feat_fake = D(x_fake)
+    g_loss, g_terms = algo.g_loss(logits_fake.float(), feat_real.float(), feat_fake.float())
+    p.opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    p.opt_g.step()
+    set_requires_grad(p.d_params, True)
+    return row + [g_terms[n] for n in algo.g_terms] + [g_loss]
+
+
 def train(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
     """Train (or resume) the run in `run_dir`; returns the summary written to summary.json."""
     t = cfg.train
@@ -135,6 +194,11 @@ def _train(cfg: Config, run_dir: Path, resume: bool, dd: distributed.Dist, devic
     if t.threads:
         torch.set_num_threads(t.threads)
     amp = t.amp == "bf16"
+
+    saved = None
+    if resume:  # check before anything is written, so a refused resume leaves the run folder intact
+        saved = ckpt.load(run_dir, "last")
+        ckpt.check_compatible(saved["config"], cfg.to_dict(), run_dir / "checkpoints" / "last.pt")
 
     # ---- data and split (drawn once, by rank 0; every rank reads the same split.json)
     data = load_source(cfg.data)
@@ -220,9 +284,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, dd: distributed.Dist, devic
                            "unl_g": unl_stream_g.state_dict()}},
                   run_dir / "checkpoints" / f"{name}.pt")
 
-    if resume:
-        s = ckpt.load(run_dir, "last")
-        ckpt.check_compatible(s["config"], cfg.to_dict(), run_dir / "checkpoints" / "last.pt")
+    if saved:
+        s = saved
         D.load_state_dict(s["D"])
         opt_d.load_state_dict(s["opt_d"])
         if G is not None:
@@ -249,8 +312,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, dd: distributed.Dist, devic
         f"{len(split.val)} val), method {cfg.method.name}, net {cfg.model.net}, device {device}"
         f"{f' x {dd.world} processes' if dd.enabled else ''}{', bf16' if amp else ''}")
 
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    parts = StepParts(algo, D, G, d_pass_ddp, G_ddp, opt_d, opt_g, d_params, ema, amp, device, t.batch_size)
 
     def evaluate(model, images, labels) -> tuple[float, int]:
         """Each rank scores its shard (rank::world) and the error counts are summed: nothing twice, no tail dropped."""
@@ -274,42 +336,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, dd: distributed.Dist, devic
                     for group, lr0 in zip(opt.param_groups, lrs):
                         group["lr"] = lr0 * factor
                 x_lab, y_lab = lab_stream.next()
-
-                # ---- D step: labeled -> their class, unlabeled -> real, generated -> fake
-                if G is not None:
-                    x_unl = unl_stream.next()
-                    with autocast():
-                        x_fake = G_ddp(G.sample_z(t.batch_size, device))
-                        logits_real, logits_fake = d_pass_ddp(torch.cat([x_lab, x_unl]), x_fake.detach())
-                    logits_lab, logits_unl = logits_real.float().split([len(x_lab), len(x_unl)])
-                    d_loss, d_terms = algo.d_loss(logits_lab, y_lab, logits_unl, logits_fake.float())
-                else:
-                    with autocast():
-                        logits_lab, _ = d_pass_ddp(x_lab)
-                    d_loss, d_terms = algo.d_loss(logits_lab.float(), y_lab, None, None)
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-                if ema:
-                    ema.update_parameters(D)
-                row = [d_terms[n] for n in algo.d_terms] + [d_loss]
-
-                # ---- G step: D judges the same generated batch again, after its update
-                if G is not None:
-                    x_unl_g = unl_stream_g.next()
-                    set_requires_grad(d_params, False)  # G's loss needs no gradients of D's weights
-                    with autocast():
-                        with torch.no_grad():
-                            _, feat_real = D(x_unl_g)
-                        with frozen_bn_stats(D):
-                            logits_fake, feat_fake = D(x_fake)
-                    g_loss, g_terms = algo.g_loss(logits_fake.float(), feat_real.float(), feat_fake.float())
-                    opt_g.zero_grad(set_to_none=True)
-                    g_loss.backward()
-                    opt_g.step()
-                    set_requires_grad(d_params, True)
-                    row += [g_terms[n] for n in algo.g_terms] + [g_loss]
-
+                x_unl, x_unl_g = (unl_stream.next(), unl_stream_g.next()) if G is not None else (None, None)
+                row = train_step(parts, x_lab, y_lab, x_unl, x_unl_g)
                 acc[i] = torch.stack([v.detach().float() for v in row]).cpu()
                 state["step"], state["global_step"] = i + 1, state["global_step"] + 1
                 at_check = (i + 1 - checked) >= CHECK_EVERY or i + 1 == steps_per_epoch

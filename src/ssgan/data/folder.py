@@ -43,6 +43,8 @@ class FileImages:
         path = self.paths[i]
         try:
             with Image.open(path) as im:
+                if im.mode.startswith("I;16"):  # 16-bit gray: PIL's convert clips at 255 instead of scaling
+                    im = Image.fromarray((np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8))
                 im = im.convert("L" if self.channels == 1 else "RGB")
                 # Squash to a square (no crop): a crop could cut off the object in a small image.
                 im = im.resize((self.size, self.size), Image.BILINEAR)
@@ -54,8 +56,12 @@ class FileImages:
         return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)  # (C, H, W)
 
     def __getitem__(self, idx) -> torch.Tensor:
-        if isinstance(idx, int):
-            return self.load(idx)
+        # Index as a tensor would: a 0-d tensor or NumPy integer is one image, a bool mask selects
+        # (iterating a mask would silently read images 0 and 1).
+        if isinstance(idx, (int, np.integer)) or (isinstance(idx, torch.Tensor) and idx.ndim == 0):
+            return self.load(int(idx))
+        if isinstance(idx, torch.Tensor) and idx.dtype == torch.bool:
+            idx = idx.nonzero().flatten()
         if isinstance(idx, slice):
             idx = range(*idx.indices(len(self)))
         return torch.stack([self.load(int(i)) for i in idx]) if len(idx) else torch.empty(

@@ -1,0 +1,184 @@
+"""Every registered method, and the math of each against an explicit formula.
+
+The contract tests run over the ALGORITHMS registry, so a new method is tested the moment it is
+registered.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssgan.algorithms import ALGORITHMS, build_algorithm
+from ssgan.config import MethodConfig
+
+K, B, FEAT = 4, 6, 7
+
+
+def inputs(algo, seed: int = 0, dtype=torch.float64):
+    """Logits and features as the training loop hands them over, all requiring grad."""
+    g = torch.Generator().manual_seed(seed)
+    n = algo.num_logits(K)
+
+    def t(*shape):
+        return (torch.randn(*shape, generator=g, dtype=dtype) * 2).requires_grad_()
+
+    return {"logits_lab": t(B, n), "y_lab": torch.arange(B) % K, "logits_unl": t(B + 2, n),
+            "logits_fake": t(B + 1, n), "feat_real": t(B + 2, FEAT), "feat_fake": t(B + 1, FEAT)}
+
+
+def d_loss(algo, x):
+    if algo.uses_generator:
+        return algo.d_loss(x["logits_lab"], x["y_lab"], x["logits_unl"], x["logits_fake"])
+    return algo.d_loss(x["logits_lab"], x["y_lab"], None, None)
+
+
+def assert_finite_scalar(t: torch.Tensor):
+    assert isinstance(t, torch.Tensor) and t.dim() == 0
+    assert torch.isfinite(t)
+
+
+# ------------------------------------------------------------------------------------ every method
+@pytest.fixture(params=sorted(ALGORITHMS))
+def algo(request):
+    torch.manual_seed(0)
+    return build_algorithm(MethodConfig(name=request.param))
+
+
+def test_num_logits_covers_the_classes(algo):
+    assert algo.num_logits(K) in (K, K + 1)
+    assert algo.num_logits(10) - 10 == algo.num_logits(K) - K   # a fixed number of extra outputs
+
+
+def test_class_logits_has_one_column_per_class(algo):
+    logits = torch.randn(B, algo.num_logits(K))
+    out = algo.class_logits(logits)
+    assert out.shape == (B, K)
+    assert torch.equal(out, logits[:, :K])                   # the class columns come first
+
+
+def test_d_loss_is_a_finite_scalar_with_every_named_term(algo):
+    x = inputs(algo)
+    total, terms = d_loss(algo, x)
+    assert_finite_scalar(total)
+    assert algo.d_terms and set(terms) == set(algo.d_terms)
+    for name in algo.d_terms:
+        assert_finite_scalar(terms[name])
+    total.backward()
+    assert x["logits_lab"].grad is not None and torch.isfinite(x["logits_lab"].grad).all()
+    assert x["logits_lab"].grad.abs().sum() > 0               # the labels always teach D something
+    if algo.uses_generator:                                   # and so do the unlabeled and generated batches
+        assert x["logits_unl"].grad.abs().sum() > 0
+        assert x["logits_fake"].grad.abs().sum() > 0
+
+
+def test_g_loss_is_a_finite_scalar_with_every_named_term(algo):
+    if not algo.uses_generator:
+        assert algo.g_terms == ()
+        return
+    x = inputs(algo, seed=1)
+    total, terms = algo.g_loss(x["logits_fake"], x["feat_real"], x["feat_fake"])
+    assert_finite_scalar(total)
+    assert algo.g_terms and set(terms) == set(algo.g_terms)
+    for name in algo.g_terms:
+        assert_finite_scalar(terms[name])
+    total.backward()
+    # G learns through the generated batch only: the fake logits and/or the fake features
+    grads = [x[k].grad for k in ("logits_fake", "feat_fake") if x[k].grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_losses_work_in_float32(algo):
+    x = inputs(algo, seed=2, dtype=torch.float32)
+    total, _ = d_loss(algo, x)
+    assert total.dtype == torch.float32 and torch.isfinite(total)
+
+
+def test_unknown_method_names_the_valid_ones():
+    with pytest.raises(ValueError) as e:
+        build_algorithm(MethodConfig(name="kplus2"))
+    assert all(name in str(e.value) for name in ALGORITHMS)
+
+
+# --------------------------------------------------------------------------------------- kplus1
+def test_kplus1_reads_classes_from_all_but_the_last_column():
+    algo = build_algorithm(MethodConfig(name="kplus1"))
+    assert algo.num_logits(K) == K + 1
+    logits = torch.arange(B * (K + 1), dtype=torch.float32).view(B, K + 1)
+    assert torch.equal(algo.class_logits(logits), logits[:, :-1])
+
+
+def test_kplus1_losses_match_their_formulas():
+    torch.manual_seed(0)
+    cfg = MethodConfig(name="kplus1", unsup_weight=0.7, adv_weight=0.3, fm_weight=2.0, fm_distance="l1")
+    algo = build_algorithm(cfg)
+    x = inputs(algo, seed=3)
+    with torch.no_grad():
+        lab, unl, fake = x["logits_lab"], x["logits_unl"], x["logits_fake"]
+        sup = -torch.log_softmax(lab, 1)[torch.arange(B), x["y_lab"]].mean()          # (K+1)-way
+        unl_real = -torch.log(1 - torch.sigmoid(unl[:, -1])).mean()                     # target real
+        unl_fake = -torch.log(torch.sigmoid(fake[:, -1])).mean()                        # target fake
+        adv = -torch.log(1 - torch.sigmoid(fake[:, -1])).mean()                         # G: call it real
+        fm = (x["feat_real"].mean(0) - x["feat_fake"].mean(0)).abs().mean()
+        total_d, terms_d = d_loss(algo, x)
+        total_g, terms_g = algo.g_loss(fake, x["feat_real"], x["feat_fake"])
+    torch.testing.assert_close(terms_d["sup"], sup)
+    torch.testing.assert_close(terms_d["unl_real"], unl_real)
+    torch.testing.assert_close(terms_d["unl_fake"], unl_fake)
+    torch.testing.assert_close(total_d, sup + 0.7 * (unl_real + unl_fake))
+    torch.testing.assert_close(terms_g["adv"], adv)
+    torch.testing.assert_close(terms_g["fm"], fm)
+    torch.testing.assert_close(total_g, 0.3 * adv + 2.0 * fm)
+
+
+# ------------------------------------------------------------------------------------------- fm
+def test_fm_has_k_logits_and_reads_them_all():
+    algo = build_algorithm(MethodConfig(name="fm"))
+    assert algo.num_logits(K) == K
+    assert algo.num_logits(10) == 10
+
+
+@pytest.mark.parametrize("scale", [1.0, 40.0])
+def test_fm_d_loss_equals_explicit_k_plus_1_cross_entropy_with_a_zero_fake_column(scale):
+    """Salimans et al.: p(y | x) over K+1 classes with l_{K+1} = 0.
+
+    labeled: -log p(y | x, y < K+1) = -log(p_y / (1 - p_fake))
+    unlabeled: -log(1 - p_fake); generated: -log p_fake; the unsupervised half-weighted mean of both.
+    """
+    torch.manual_seed(0)
+    algo = build_algorithm(MethodConfig(name="fm", unsup_weight=0.6))
+    x = inputs(algo, seed=4)
+    lab, unl, fake = (x[k].detach() * scale for k in ("logits_lab", "logits_unl", "logits_fake"))
+
+    def p_explicit(logits):                                   # (B, K) -> (B, K+1) with a zero column
+        return F.softmax(torch.cat([logits, torch.zeros(len(logits), 1, dtype=logits.dtype)], 1), 1)
+
+    p_lab, p_unl, p_fake = p_explicit(lab), p_explicit(unl), p_explicit(fake)
+    sup = -torch.log(p_lab[torch.arange(B), x["y_lab"]] / (1 - p_lab[:, K])).mean()
+    unl_loss = 0.5 * -torch.log(1 - p_unl[:, K]).mean() + 0.5 * -torch.log(p_fake[:, K]).mean()
+
+    total, terms = algo.d_loss(lab, x["y_lab"], unl, fake)
+    torch.testing.assert_close(terms["sup"], sup, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(terms["unl"], unl_loss, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(total, sup + 0.6 * unl_loss, rtol=1e-9, atol=1e-9)
+    # the predicted class is the same whether read from K logits or from the explicit K+1 softmax
+    assert torch.equal(algo.class_logits(lab).argmax(1), p_lab[:, :K].argmax(1))
+
+
+def test_fm_g_loss_is_weighted_feature_matching():
+    algo = build_algorithm(MethodConfig(name="fm", fm_weight=3.0))
+    x = inputs(algo, seed=5)
+    total, terms = algo.g_loss(x["logits_fake"], x["feat_real"], x["feat_fake"])
+    fm = (x["feat_real"].mean(0) - x["feat_fake"].mean(0)).square().mean()
+    torch.testing.assert_close(terms["fm"], fm)
+    torch.testing.assert_close(total, 3.0 * fm)
+
+
+# ----------------------------------------------------------------------------------- supervised
+def test_supervised_needs_no_generator_and_ignores_unlabeled_inputs():
+    algo = build_algorithm(MethodConfig(name="supervised"))
+    assert algo.uses_generator is False
+    x = inputs(algo, seed=6)
+    total, terms = algo.d_loss(x["logits_lab"], x["y_lab"], None, None)
+    torch.testing.assert_close(total, F.cross_entropy(x["logits_lab"], x["y_lab"]))
+    assert set(terms) == {"sup"}

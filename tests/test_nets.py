@@ -1,0 +1,186 @@
+"""Every registered network pair: shapes, ranges, the recipe's layers, and the MLP's data-dependent init."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from ssgan.config import ModelConfig
+from ssgan.nets import NETS, build_nets
+from ssgan.nets.dcgan import D_LAYERS
+from ssgan.nets.mlp import MLPDiscriminator, WNLinear
+
+from helpers_train import torch_threads
+
+# The image size each net is built for; the MLP takes any size, so the smallest that is quick, and
+# `dcgan` picks the dcganN of the image size.
+SIZES = {"mlp": 16, "dcgan": 28, **{f"dcgan{s}": s for s in D_LAYERS}}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    with torch_threads(1):
+        yield
+
+
+def build(net: str, channels: int = 1, num_logits: int = 5, width: float = 0.125, size: int | None = None):
+    torch.manual_seed(0)
+    return build_nets(ModelConfig(net=net, width=width), channels, size or SIZES[net], num_logits)
+
+
+def test_every_registered_net_has_a_test_size():
+    assert set(NETS) <= set(SIZES), "add the image size of a new net to SIZES"
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_nets_build_and_have_the_interface_the_loop_needs(net, channels):
+    D, G = build(net, channels)
+    size = SIZES[net]
+    z = G.sample_z(4)
+    assert z.shape == (4, G.z_dim)
+    x_fake = G(z)
+    assert x_fake.shape == (4, channels, size, size)
+    assert x_fake.min() >= -1.0 and x_fake.max() <= 1.0
+    logits, features = D(x_fake)
+    assert logits.shape == (4, 5)
+    assert features.shape == (4, D.num_features)
+    assert torch.isfinite(logits).all() and torch.isfinite(features).all()
+    # eval mode (BN running statistics, no dropout or noise) is deterministic
+    D.eval()
+    x = torch.rand(3, channels, size, size) * 2 - 1
+    torch.testing.assert_close(D(x)[0], D(x)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_sample_z_is_reproducible_with_a_generator(net):
+    _, G = build(net)
+    a = G.sample_z(5, "cpu", torch.Generator().manual_seed(7))
+    b = G.sample_z(5, "cpu", torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+
+
+def conv_groups(D: nn.Module) -> list[list[nn.Module]]:
+    """D's body cut at each convolution: [conv, what follows it up to the next conv]."""
+    groups: list[list[nn.Module]] = []
+    for m in D.body:
+        if isinstance(m, nn.Conv2d):
+            groups.append([m])
+        else:
+            groups[-1].append(m)
+    return groups
+
+
+@pytest.mark.parametrize("net", [n for n in sorted(NETS) if n.startswith("dcgan")])
+def test_dcgan_discriminator_has_no_batch_norm_on_its_first_and_last_conv(net):
+    D, G = build(net)
+    groups = conv_groups(D)
+    has_bn = [any(isinstance(m, nn.BatchNorm2d) for m in g) for g in groups]
+    assert has_bn[0] is False and has_bn[-1] is False
+    assert all(has_bn[1:-1])
+    # no dropout on the layer whose pooled output G matches
+    assert not any(isinstance(m, nn.Dropout) for m in groups[-1])
+    # G: BN after every hidden layer, none at the tanh output
+    assert isinstance(G.body[-1], nn.Tanh) and isinstance(G.body[-2], nn.ConvTranspose2d)
+
+
+def test_dcgan64_at_full_width_is_the_recipes_discriminator():
+    D, G = build("dcgan64", channels=3, num_logits=11, width=1.0)
+    convs = [m for m in D.body if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0]) for c in convs] == [
+        (128, 4, 2, 1), (256, 4, 2, 1), (512, 4, 4, 0), (1024, 3, 1, 0)]
+    sizes = []
+    hooks = [c.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[1:]))) for c in convs]
+    D.eval()
+    with torch.no_grad():
+        logits, features = D(torch.zeros(2, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    assert sizes == [(128, 32, 32), (256, 16, 16), (512, 4, 4), (1024, 2, 2)]
+    assert logits.shape == (2, 11) and features.shape == (2, 1024)
+    convs_params = sum(c_in * c_out * k * k + c_out for c_in, c_out, k in
+                       [(3, 128, 4), (128, 256, 4), (256, 512, 4), (512, 1024, 3)])
+    bn_params = 2 * (256 + 512)
+    head_params = 1024 * 11 + 11
+    assert sum(p.numel() for p in D.parameters()) == convs_params + bn_params + head_params
+    with torch.no_grad():
+        assert G(G.sample_z(2)).shape == (2, 3, 64, 64)
+
+
+@pytest.mark.parametrize("net,size", [("dcgan28", 32), ("dcgan64", 28), ("dcgan32", 64)])
+def test_a_wrong_image_size_names_the_valid_nets(net, size):
+    with pytest.raises(ValueError) as e:
+        build(net, size=size)
+    msg = str(e.value)
+    assert f"image_size={net.removeprefix('dcgan')}" in msg and str(size) in msg
+    assert all(f"dcgan{s}" in msg for s in D_LAYERS)
+
+
+@pytest.mark.parametrize("size", sorted(D_LAYERS))
+def test_dcgan_picks_the_network_of_the_image_size(size):
+    D, G = build("dcgan", size=size)
+    ref_D, ref_G = build(f"dcgan{size}", size=size)
+    assert [tuple(p.shape) for p in D.parameters()] == [tuple(p.shape) for p in ref_D.parameters()]
+    assert G(G.sample_z(2)).shape == (2, 1, size, size)
+
+
+def test_dcgan_rejects_other_sizes_naming_the_valid_ones():
+    with pytest.raises(ValueError) as e:
+        build("dcgan", size=16)
+    assert "16" in str(e.value) and all(str(s) in str(e.value) for s in D_LAYERS)
+    assert "mlp" in str(e.value)
+
+
+def test_an_unknown_net_names_the_registered_ones():
+    with pytest.raises(ValueError) as e:
+        build_nets(ModelConfig(net="resnet"), 1, 28, 10)
+    assert all(name in str(e.value) for name in NETS)
+
+
+def test_width_scales_dcgan_channels():
+    small, _ = build("dcgan28", width=0.125)
+    large, _ = build("dcgan28", width=0.25)
+    assert small.num_features == 128 and large.num_features == 256
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in large.parameters())
+
+
+def test_mlp_data_init_gives_standardised_pre_activations_on_its_batch():
+    torch.manual_seed(0)
+    D = MLPDiscriminator(in_dim=64, num_logits=5, hidden=(40, 30, 20))
+    x = torch.rand(300, 64) * 2 - 1
+    D.data_init(x)
+    layers = list(D.hidden) + [D.head]
+    outputs: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: outputs.append(o)) for m in layers]
+    D.eval()                                                  # no Gaussian noise: the init pass saw none
+    with torch.no_grad():
+        D(x)
+    for h in hooks:
+        h.remove()
+    assert len(outputs) == len(layers)
+    for a in outputs:
+        torch.testing.assert_close(a.mean(0), torch.zeros(a.shape[1]), atol=1e-4, rtol=0)
+        torch.testing.assert_close(a.std(0, unbiased=False), torch.ones(a.shape[1]), atol=1e-3, rtol=0)
+    # only the head's scale trains; hidden scales stay as the init set them
+    assert D.head.g.requires_grad and not any(m.g.requires_grad for m in D.hidden)
+
+
+def test_weight_norm_layer_output_does_not_depend_on_the_scale_of_v():
+    torch.manual_seed(0)
+    layer = WNLinear(6, 3)
+    x = torch.randn(4, 6)
+    before = layer(x)
+    with torch.no_grad():
+        layer.v.mul_(5.0)
+    torch.testing.assert_close(layer(x), before)
+
+
+def test_mlp_generator_and_discriminator_noise_only_in_train_mode():
+    D, G = build("mlp")
+    x = torch.zeros(2, 1, 16, 16)
+    D.train()
+    assert not torch.equal(D(x)[1], D(x)[1])                  # Gaussian noise on the input and layers
+    D.eval()
+    assert torch.equal(D(x)[1], D(x)[1])
+    z = G.sample_z(3)
+    assert z.min() >= 0 and z.max() <= 1                      # uniform noise, as the reference
