@@ -1,0 +1,82 @@
+"""The fast training step computes what a plain step computes (fp32, same batch).
+
+`train_step` concatenates D's batches when the net has no batch norm, reuses one generated batch
+for both updates and skips D's weight gradients in the G step. A plain step,
+written here the obvious way, must give the same losses and the same updated weights.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from ssgan import config as C
+from ssgan.algorithms import build_algorithm
+from ssgan.nets import build_nets
+from ssgan.train import DiscriminatorPass, StepParts, frozen_bn_stats, train_step
+
+
+def plain_step(D, G, algo, opt_d, opt_g, x_lab, y_lab, x_unl, x_unl_g, z, has_bn):
+    x_fake = G(z)
+    if has_bn:  # the real images form one BN batch, as in train_step
+        logits_real, _ = D(torch.cat([x_lab, x_unl]))
+        l_lab, l_unl = logits_real.split([len(x_lab), len(x_unl)])
+    else:
+        l_lab, _ = D(x_lab)
+        l_unl, _ = D(x_unl)
+    with frozen_bn_stats(D):
+        l_fake, _ = D(x_fake.detach())
+    d_loss, d_terms = algo.d_loss(l_lab, y_lab, l_unl, l_fake)
+    opt_d.zero_grad()
+    d_loss.backward()
+    opt_d.step()
+    with torch.no_grad():
+        _, f_real = D(x_unl_g)
+    with frozen_bn_stats(D):
+        l_fake, f_fake = D(x_fake)
+    g_loss, g_terms = algo.g_loss(l_fake, f_real, f_fake)
+    opt_g.zero_grad()
+    g_loss.backward()
+    opt_g.step()
+    return [d_terms[n] for n in algo.d_terms] + [d_loss] + [g_terms[n] for n in algo.g_terms] + [g_loss]
+
+
+def sgd(params):
+    # SGD, not Adam: its update is linear in the gradient, so equal gradients give equal weights to
+    # float precision (Adam's first step, about lr * sign(grad), amplifies rounding where grad ~ eps).
+    return torch.optim.SGD(params, lr=0.1)
+
+
+@pytest.mark.parametrize("method,net,size", [("fm", "mlp", 16), ("kplus1", "mlp", 16), ("kplus1", "dcgan28", 28)])
+def test_fast_step_equals_plain_step(method, net, size):
+    torch.manual_seed(0)
+    cfg = C.build(overrides={"method.name": method, "model.net": net, "model.width": 0.125, "model.dropout": 0.0,
+                             "data.image_size": size})
+    algo = build_algorithm(cfg.method)
+    D, G = build_nets(cfg.model, 1, size, algo.num_logits(4))
+    for m in D.modules():  # the MLP's Gaussian noise draws in a different order when batches are concatenated
+        if hasattr(m, "sigma"):
+            m.sigma = 0.0
+    D2, G2 = copy.deepcopy(D), copy.deepcopy(G)
+    B = 8
+    x_lab, x_unl, x_unl_g = (torch.rand(B, 1, size, size) * 2 - 1 for _ in range(3))
+    y_lab = torch.randint(0, 4, (B,))
+
+    d_params = [p for p in D.parameters() if p.requires_grad]
+    parts = StepParts(algo, D, G, DiscriminatorPass(D), G, sgd(d_params),
+                      sgd([p for p in G.parameters() if p.requires_grad]), d_params, None, False,
+                      torch.device("cpu"), B)
+    torch.manual_seed(1)
+    fast = train_step(parts, x_lab, y_lab, x_unl, x_unl_g)
+
+    torch.manual_seed(1)
+    z = G2.sample_z(B)
+    plain = plain_step(D2, G2, algo, sgd([p for p in D2.parameters() if p.requires_grad]),
+                       sgd([p for p in G2.parameters() if p.requires_grad]), x_lab, y_lab, x_unl, x_unl_g, z,
+                       DiscriminatorPass(D2).has_bn)
+    for a, b in zip(fast, plain):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for (name, a), b in zip(list(D.state_dict().items()) + list(G.state_dict().items()),
+                            list(D2.state_dict().values()) + list(G2.state_dict().values())):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name} differs after one step: {m}")
