@@ -53,8 +53,9 @@ def load(path: str | Path, which: str = "last") -> dict:
 
 
 # Keys that may differ between a checkpoint and the run that resumes it: they change how long or
-# where a run goes, not what the weights mean.
-RESUMABLE_CHANGES = {"train.epochs", "train.device", "train.threads", "train.eval_batch_size",
+# where a run goes, not what the weights mean. train.batch_size is per process, so resuming with
+# another number of processes may change it to keep the global batch.
+RESUMABLE_CHANGES = {"train.epochs", "train.batch_size", "train.device", "train.threads", "train.eval_batch_size",
                      "train.sample_every", "data.root", "data.workers", "train.out", "data.download",
                      "data.allow_subset"}
 

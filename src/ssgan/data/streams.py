@@ -50,6 +50,11 @@ class IndexStream:
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos}
 
+    def snapshot(self) -> dict:
+        """state_dict without copying the permutation: cheap enough to take before every batch.
+        Safe because a permutation is replaced by a new tensor, never changed in place."""
+        return {"gen": self.gen.get_state(), "perm": self.perm, "pos": self.pos}
+
     def load_state_dict(self, state: dict) -> None:
         self.gen.set_state(state["gen"])
         self.perm, self.pos = state["perm"].clone(), int(state["pos"])
@@ -77,7 +82,7 @@ class _Batches(Sampler):
 
     def __iter__(self):
         while True:
-            self.stream.pending.append(self.stream.index.state_dict())
+            self.stream.pending.append(self.stream.index.snapshot())
             yield self.stream.index.next(self.stream.batch_size)
 
 
@@ -99,8 +104,11 @@ class UnlabeledStream:
         if self.workers <= 0 or isinstance(self.images, torch.Tensor):
             return self.images[self.index.next(self.batch_size)]
         if self._it is None:
+            # Its own generator for the workers' base seed: drawn from the global RNG, it would shift every
+            # later noise draw, and workers > 0 would train differently from workers = 0.
             loader = DataLoader(_Gather(self.images), batch_size=None, sampler=_Batches(self),
-                                num_workers=self.workers, prefetch_factor=2)
+                                num_workers=self.workers, prefetch_factor=2,
+                                generator=torch.Generator().manual_seed(int(self.index.gen.initial_seed())))
             self._it = iter(loader)
         batch = next(self._it)
         self.pending.popleft()
@@ -110,7 +118,9 @@ class UnlabeledStream:
         return to_unit_range(self._next_uint8().to(self.device, non_blocking=True))  # (B, C, H, W)
 
     def state_dict(self) -> dict:
-        return self.pending[0] if self.pending else self.index.state_dict()
+        if self.pending:
+            return {**self.pending[0], "perm": self.pending[0]["perm"].clone()}
+        return self.index.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
         self._it = None  # drop batches prefetched from the old position
