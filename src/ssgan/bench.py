@@ -53,6 +53,12 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def add_time(path: Path, wall_s: float, cpu_s: float) -> None:
+    old = json.loads(path.read_text()) if path.is_file() else {"wall_s": 0.0, "cpu_s": 0.0, "sessions": 0}
+    atomic_write_text(path, json.dumps({"wall_s": old["wall_s"] + wall_s, "cpu_s": old["cpu_s"] + cpu_s,
+                                        "sessions": old.get("sessions", 0) + 1}))
+
+
 def run_grid(base: C.Config, methods: list[str], labels: list[int], seeds: list[int], out: Path,
              allow_subset: bool = False) -> list[dict]:
     """Run (or skip, or resume) every combination; returns one row per run."""
@@ -76,13 +82,10 @@ def run_grid(base: C.Config, methods: list[str], labels: list[int], seeds: list[
                     resume = (run_dir / "checkpoints" / "last.pt").is_file()
                     log(f"bench: {'resuming' if resume else 'running'} {run_dir.name}")
                     t0, c0 = time.time(), cpu_seconds()
-                    train(cfg, run_dir, resume=resume)
-                    timing = {"wall_s": time.time() - t0, "cpu_s": cpu_seconds() - c0}
-                    prev = run_dir / "bench_time.json"
-                    if resume and prev.is_file():  # add the time of earlier sessions of this run
-                        old = json.loads(prev.read_text())
-                        timing = {k: timing[k] + old.get(k, 0.0) for k in timing}
-                    atomic_write_text(prev, json.dumps(timing))
+                    try:
+                        train(cfg, run_dir, resume=resume)
+                    finally:  # an interrupted run's time counts too: its next session adds to it
+                        add_time(run_dir / "bench_time.json", time.time() - t0, cpu_seconds() - c0)
                 else:
                     log(f"bench: {run_dir.name} finished, skipped")
                 summary = json.loads(summary_path.read_text())

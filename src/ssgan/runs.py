@@ -60,6 +60,7 @@ def load_or_draw_split(cfg: Config, data: SourceData, run_dir: Path) -> Split:
         return split
     d = cfg.data
     split = draw_split(data.train.y.numpy(), data.num_classes, data.name, d.split_seed, labels=d.labels,
-                       labels_per_class=d.labels_per_class, labeled_rate=d.labeled_rate, val_size=d.val_size)
+                       labels_per_class=d.labels_per_class, labeled_rate=d.labeled_rate, val_size=d.val_size,
+                       class_names=data.classes)
     split.save(path)
     return split

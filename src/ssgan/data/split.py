@@ -53,7 +53,7 @@ class Split:
 
 
 def per_class_request(counts: np.ndarray, labels: int | None, labels_per_class: int | None,
-                      labeled_rate: float | None) -> tuple[np.ndarray, str]:
+                      labeled_rate: float | None, class_names: list[str] | None = None) -> tuple[np.ndarray, str]:
     """How many labeled images to draw from each class, checked against what exists."""
     k = len(counts)
     if labels is not None:
@@ -76,14 +76,15 @@ def per_class_request(counts: np.ndarray, labels: int | None, labels_per_class: 
     short = [(c, int(w), int(n)) for c, (w, n) in enumerate(zip(want, counts)) if w > n]
     if short:
         c, w, n = short[0]
-        raise SplitError(f"{request}: class {c} has only {n} training images available, {w} requested "
+        name = f"'{class_names[c]}'" if class_names else str(c)
+        raise SplitError(f"{request}: class {name} has only {n} training images available, {w} requested "
                          f"(at most {int(counts.min())} per class here)")
     return want, request
 
 
 def draw_split(y: np.ndarray, num_classes: int, dataset: str, split_seed: int, *, labels: int | None = None,
                labels_per_class: int | None = None, labeled_rate: float | None = None,
-               val_size: int = 0) -> Split:
+               val_size: int = 0, class_names: list[str] | None = None) -> Split:
     """Draw the validation holdout (stratified), then the labeled set from what remains."""
     y = np.asarray(y)
     rng = np.random.default_rng(split_seed)
@@ -101,7 +102,8 @@ def draw_split(y: np.ndarray, num_classes: int, dataset: str, split_seed: int, *
         n_val[c] += 1
     val = [ix[:n] for ix, n in zip(by_class, n_val)]
     rest = [ix[n:] for ix, n in zip(by_class, n_val)]
-    want, request = per_class_request(np.array([len(r) for r in rest]), labels, labels_per_class, labeled_rate)
+    want, request = per_class_request(np.array([len(r) for r in rest]), labels, labels_per_class, labeled_rate,
+                                      class_names)
     labeled = [r[:w] for r, w in zip(rest, want)]
     return Split(dataset=dataset, split_seed=split_seed, num_train=len(y),
                  labeled=sorted(int(i) for part in labeled for i in part),
