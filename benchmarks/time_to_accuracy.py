@@ -6,6 +6,10 @@ training time at which the test errors first reached each threshold, and the fin
 Needs the full MNIST files (refuses the embedded subset).
 
     python benchmarks/time_to_accuracy.py [--config configs/mnist_fm_fast.yaml] [--seeds 0,1,2] [--epochs E]
+    python benchmarks/time_to_accuracy.py --from-runs benchmarks/results/fm100/runs/*   # report finished runs
+
+Times: `elapsed_s` is the wall time since the run started (training plus the per-epoch evaluation);
+`train_s` counts the training steps only. A resumed run's `elapsed` restarts, so use train_s there.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 from ssgan import config as C
 from ssgan.train import train
@@ -34,15 +40,33 @@ def first_reaching(records: list[dict], threshold: int) -> dict | None:
     return None
 
 
+def report(row: dict) -> None:
+    fmt = lambda r: f"{r['elapsed_s']:6.0f} s (epoch {r['epoch']})" if r else "   not reached"  # noqa: E731
+    print(f"seed {row['seed']}: <=200 errors at {fmt(row['reach_200'])}, <=100 at {fmt(row['reach_100'])}; "
+          f"final {row['final_errors']} errors after {row['epochs']} epochs, {row['wall_s']:.0f} s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "mnist_fm_fast.yaml"))
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (split seed = training seed)")
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--from-runs", nargs="+", default=None, metavar="RUN_DIR",
+                        help="report these finished run folders instead of training")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "time_to_accuracy.json"))
     args = parser.parse_args()
     rows = []
-    for seed in [int(s) for s in args.seeds.split(",")]:
+    for run in args.from_runs or []:
+        run_dir = Path(run)
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        row = {"run": str(run_dir), "seed": cfg["train"]["seed"], "epochs": records[-1]["epoch"],
+               "final_errors": records[-1]["test_errors"], "wall_s": records[-1]["elapsed"],
+               "reach_200": first_reaching(records, 200), "reach_100": first_reaching(records, 100),
+               "errors_by_epoch": [r["test_errors"] for r in records]}
+        rows.append(row)
+        report(row)
+    for seed in ([] if args.from_runs else [int(s) for s in args.seeds.split(",")]):
         overrides = {"train.seed": seed, "data.split_seed": seed, "data.allow_subset": False, "train.sample_every": 0}
         if args.epochs:
             overrides["train.epochs"] = args.epochs
@@ -57,9 +81,7 @@ def main() -> None:
                "wall_s": wall, "reach_200": first_reaching(records, 200), "reach_100": first_reaching(records, 100),
                "errors_by_epoch": [r["test_errors"] for r in records]}
         rows.append(row)
-        fmt = lambda r: f"{r['elapsed_s']:6.0f} s (epoch {r['epoch']})" if r else "   not reached"  # noqa: E731
-        print(f"seed {seed}: <=200 errors at {fmt(row['reach_200'])}, <=100 at {fmt(row['reach_100'])}; "
-              f"final {row['final_errors']} errors after {row['epochs']} epochs, {wall:.0f} s", flush=True)
+        report(row)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     finals = [r["final_errors"] for r in rows]
     print(f"final errors mean {statistics.fmean(finals):.1f}"

@@ -253,7 +253,7 @@ def test_resuming_at_an_epoch_boundary_reproduces_the_uninterrupted_run(tmp_path
     assert "resuming" in capsys.readouterr().out
 
 
-def wait_for(predicate, proc: subprocess.Popen, timeout: float = 60.0, what: str = "") -> None:
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 180.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc.poll() is not None:

@@ -12,19 +12,17 @@ import contextlib
 import json
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import distributed
-from .algorithms import Algorithm, build_algorithm
+from .algorithms import build_algorithm
 from .config import Config
 from .data.sources import load_source
 from .data.streams import LabeledStream, UnlabeledStream
@@ -33,6 +31,7 @@ from .io import atomic_write_text
 from .nets import build_nets
 from .runs import load_or_draw_split, resolve_device, save_config
 from .samples import generate, plot_curves, save_grid
+from .step import DiscriminatorPass, StepParts, frozen_bn_stats, make_adam, train_step  # noqa: F401 (re-exported)
 from .tracking import Metrics, epoch_line, log
 
 CHECK_EVERY = 25  # steps between NaN checks and progress-bar updates (each costs one host sync)
@@ -44,49 +43,6 @@ class NonFiniteLoss(RuntimeError):
 
 class Interrupted(RuntimeError):
     """Ctrl-C / SIGTERM: the run saved its state after the current step; the message says how to resume."""
-
-
-@contextlib.contextmanager
-def frozen_bn_stats(module: nn.Module):
-    """Normalise with batch statistics but leave running statistics alone (momentum 0).
-
-    Generated batches pass through D in train mode; letting them into BN's running statistics
-    would make evaluation (which uses those statistics) depend on the generator's samples.
-    """
-    bns = [m for m in module.modules() if isinstance(m, _BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, mom in zip(bns, saved):
-            m.momentum = mom
-
-
-class DiscriminatorPass(nn.Module):
-    """D on the real batch and the generated batch in one call: (logits_real, logits_fake).
-
-    One forward per backward is what DDP needs. Nets without batch norm get one concatenated
-    batch (faster, same result); with batch norm, real and generated images are normalised
-    separately and only real images update the running statistics.
-    """
-
-    def __init__(self, D: nn.Module):
-        super().__init__()
-        self.D = D
-        self.has_bn = any(isinstance(m, _BatchNorm) for m in D.modules())
-
-    def forward(self, x_real: torch.Tensor, x_fake: torch.Tensor | None = None):
-        if x_fake is None:
-            return self.D(x_real)[0], None
-        if not self.has_bn:
-            logits, _ = self.D(torch.cat([x_real, x_fake]))
-            return logits[:len(x_real)], logits[len(x_real):]
-        logits_real, _ = self.D(x_real)
-        with frozen_bn_stats(self.D):
-            logits_fake, _ = self.D(x_fake)
-        return logits_real, logits_fake
 
 
 @contextlib.contextmanager
@@ -112,76 +68,6 @@ def lr_factor(cfg: Config, epoch_progress: float) -> float:
         span = min(o.decay_epochs or epochs, epochs)
         return min(1.0, max(0.0, (epochs - epoch_progress) / span))
     return 1.0
-
-
-def make_adam(params: list[torch.Tensor], lr: float, cfg: Config, device: torch.device) -> torch.optim.Adam:
-    """Adam with the fused kernel where torch has one (CPU, CUDA): one pass over all parameters."""
-    fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(params, lr=lr, betas=(cfg.optim.beta1, cfg.optim.beta2), fused=fused,
-                            foreach=None if fused else True)
-
-
-def set_requires_grad(params, flag: bool) -> None:
-    for p in params:
-        p.requires_grad_(flag)
-
-
-@dataclass
-class StepParts:
-    """What one training step touches. `d_pass` and `G_fwd` are DDP-wrapped when distributed."""
-    algo: Algorithm
-    D: nn.Module
-    G: nn.Module | None
-    d_pass: nn.Module        # DiscriminatorPass(D), possibly DDP-wrapped
-    G_fwd: nn.Module | None  # G, possibly DDP-wrapped
-    opt_d: torch.optim.Optimizer
-    opt_g: torch.optim.Optimizer | None
-    d_params: list[torch.Tensor]
-    ema: AveragedModel | None
-    amp: bool
-    device: torch.device
-    batch_size: int
-
-
-def train_step(p: StepParts, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.Tensor | None,
-               x_unl_g: torch.Tensor | None) -> list[torch.Tensor]:
-    """One D update, then one G update; returns the loss terms (D terms, d_loss, G terms, g_loss)."""
-    algo, D, G = p.algo, p.D, p.G
-    autocast = torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp)
-
-    # ---- D step: labeled -> their class, unlabeled -> real, generated -> fake
-    if G is not None:
-        with autocast:
-            x_fake = p.G_fwd(G.sample_z(p.batch_size, p.device))                       # (B, C, H, W)
-            logits_real, logits_fake = p.d_pass(torch.cat([x_lab, x_unl]), x_fake.detach())
-        logits_lab, logits_unl = logits_real.float().split([len(x_lab), len(x_unl)])
-        d_loss, d_terms = algo.d_loss(logits_lab, y_lab, logits_unl, logits_fake.float())
-    else:
-        with autocast:
-            logits_lab, _ = p.d_pass(x_lab)
-        d_loss, d_terms = algo.d_loss(logits_lab.float(), y_lab, None, None)
-    p.opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    p.opt_d.step()
-    if p.ema:
-        p.ema.update_parameters(D)
-    row = [d_terms[n] for n in algo.d_terms] + [d_loss]
-    if G is None:
-        return row
-
-    # ---- G step: D judges the same generated batch again, after its update
-    set_requires_grad(p.d_params, False)  # G's loss needs no gradients of D's weights
-    with autocast:
-        with torch.no_grad():
-            _, feat_real = D(x_unl_g)
-        with frozen_bn_stats(D):
-            logits_fake, feat_fake = D(x_fake)
-    g_loss, g_terms = algo.g_loss(logits_fake.float(), feat_real.float(), feat_fake.float())
-    p.opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    p.opt_g.step()
-    set_requires_grad(p.d_params, True)
-    return row + [g_terms[n] for n in algo.g_terms] + [g_loss]
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
