@@ -1,6 +1,6 @@
 """The MLP pair of Salimans et al.'s MNIST code (improved-gan, train_mnist_feature_matching.py).
 
-D: Gaussian noise 0.3 on the input, then weight-normalised dense 1000, 500, 250, 250, 250 (ReLU,
+D: Gaussian noise 0.3 on the input (in [0, 1] pixel units, as the reference), then weight-normalised dense 1000, 500, 250, 250, 250 (ReLU,
 Gaussian noise 0.5 after each), and a weight-normalised dense K head with a trained scale. Its
 features for feature matching are the last 250-unit layer, before its noise.
 G: uniform z (100) -> dense 500 -> dense 500 (softplus, batch norm without scale) -> weight-normalised
@@ -42,6 +42,12 @@ class WNLinear(nn.Module):
         return self(x)
 
 
+def to_reference_scale(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], the pixel scale of the reference code: its input noise (sigma 0.3) is
+    relative to that scale, and on [-1, 1] it would be half as strong a regulariser."""
+    return (x + 1) * 0.5
+
+
 class GaussianNoise(nn.Module):
     def __init__(self, sigma: float):
         super().__init__()
@@ -64,7 +70,7 @@ class MLPDiscriminator(nn.Module):
         self.num_features = dims[-1]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.input_noise(x.flatten(1))
+        h = self.input_noise(to_reference_scale(x).flatten(1))
         for i, layer in enumerate(self.hidden):
             if i:
                 h = self.noise(h)
@@ -74,10 +80,14 @@ class MLPDiscriminator(nn.Module):
 
     @torch.no_grad()
     def data_init(self, x: torch.Tensor) -> None:
-        h = x.flatten(1)
-        for layer in self.hidden:
+        """Initialise each layer on a batch passed through the noisy network, as the reference does
+        (its init pass runs with the Gaussian-noise layers on, which the scales must absorb)."""
+        h = self.input_noise(to_reference_scale(x).flatten(1))
+        for i, layer in enumerate(self.hidden):
+            if i:
+                h = self.noise(h)
             h = F.relu(layer.data_init(h))
-        self.head.data_init(h)
+        self.head.data_init(self.noise(h))
 
 
 class MLPGenerator(nn.Module):
