@@ -98,8 +98,9 @@ def train_step(p: StepParts, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: to
     # ---- D step: labeled -> their class, unlabeled -> real, generated -> fake
     if G is not None:
         with autocast:
-            x_fake = p.G_fwd(G.sample_z(p.batch_size, p.device))                       # (B, C, H, W)
-            logits_real, logits_fake = p.d_pass(torch.cat([x_lab, x_unl]), x_fake.detach())
+            with torch.no_grad():  # no graph through G here (and DDP expects no backward for this call)
+                x_fake = p.G_fwd(G.sample_z(p.batch_size, p.device))                   # (B, C, H, W)
+            logits_real, logits_fake = p.d_pass(torch.cat([x_lab, x_unl]), x_fake)
         logits_lab, logits_unl = logits_real.float().split([len(x_lab), len(x_unl)])
         d_loss, d_terms = algo.d_loss(logits_lab, y_lab, logits_unl, logits_fake.float())
     else:
@@ -115,9 +116,11 @@ def train_step(p: StepParts, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: to
     if G is None:
         return row
 
-    # ---- G step: D judges the same generated batch again, after its update
+    # ---- G step: a fresh generated batch, as in Salimans et al.'s code. Reusing the batch D was
+    # just updated against made the MLP's generator lose to D (feature-matching loss 100x) in tests.
     set_requires_grad(p.d_params, False)  # G's loss needs no gradients of D's weights
     with autocast:
+        x_fake = p.G_fwd(G.sample_z(p.batch_size, p.device))
         with torch.no_grad():
             _, feat_real = D(x_unl_g)
         with frozen_bn_stats(D):
