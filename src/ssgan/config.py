@@ -69,6 +69,8 @@ class OptimConfig:
     g_lr: float | None = _f(None, "G's learning rate; None: the same as lr")
     beta1: float = _f(0.5, "Adam beta1; 0.5 is the GAN standard since DCGAN")
     beta2: float = _f(0.999, "Adam beta2")
+    eps: float = _f(1e-8, "Adam epsilon, added to sqrt(v) (torch's convention; Salimans et al.'s Theano Adam "
+                          "put 1e-8 inside the sqrt, which acts like ~1e-4 here)")
     decay: str = _f("none", "learning-rate schedule: none, or linear to zero over the last decay_epochs",
                     ("none", "linear"))
     decay_epochs: int = _f(0, "epochs at the end over which 'linear' decays the rate to zero; 0: all")

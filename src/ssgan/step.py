@@ -63,8 +63,8 @@ class DiscriminatorPass(nn.Module):
 def make_adam(params: list[torch.Tensor], lr: float, cfg: Config, device: torch.device) -> torch.optim.Adam:
     """Adam with the fused kernel where torch has one (CPU, CUDA): one pass over all parameters."""
     fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(params, lr=lr, betas=(cfg.optim.beta1, cfg.optim.beta2), fused=fused,
-                            foreach=None if fused else True)
+    return torch.optim.Adam(params, lr=lr, betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps,
+                            fused=fused, foreach=None if fused else True)
 
 
 def set_requires_grad(params, flag: bool) -> None:
