@@ -116,8 +116,7 @@ def train_step(p: StepParts, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: to
     if G is None:
         return row
 
-    # ---- G step: a fresh generated batch, as in Salimans et al.'s code. Reusing the batch D was
-    # just updated against made the MLP's generator lose to D (feature-matching loss 100x) in tests.
+    # ---- G step: a fresh generated batch, as in Salimans et al.'s code
     set_requires_grad(p.d_params, False)  # G's loss needs no gradients of D's weights
     with autocast:
         x_fake = p.G_fwd(G.sample_z(p.batch_size, p.device))
