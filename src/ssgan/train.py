@@ -213,6 +213,9 @@ def _train(cfg: Config, run_dir: Path, resume: bool, dd: distributed.Dist, devic
         errors = distributed.sum_int(dd, errors, device)
         return 1.0 - errors / max(1, len(labels)), errors
 
+    # Gathered once: for folder data each gather reads files (the labeled images the stream already holds).
+    val_x, val_y = (data.train.x[val_pool], data.train.y[val_pool]) if len(val_pool) else (None, None)
+
     t_start = time.time()
     with stop_on_signals() as stop:
         for epoch in range(state["epoch"], t.epochs):
@@ -259,10 +262,10 @@ def _train(cfg: Config, run_dir: Path, resume: bool, dd: distributed.Dist, devic
                       **{n: float(v) for n, v in zip(term_names, acc.mean(0).tolist())}}
             if G is None:
                 record["g_loss"] = None
-            record["train_acc"], _ = evaluate(eval_d, data.train.x[lab_pool], data.train.y[lab_pool])
+            record["train_acc"], _ = evaluate(eval_d, lab_stream.images, lab_stream.labels)
             record["val_acc"] = None
             if len(val_pool):
-                record["val_acc"], _ = evaluate(eval_d, data.train.x[val_pool], data.train.y[val_pool])
+                record["val_acc"], _ = evaluate(eval_d, val_x, val_y)
             record["test_acc"] = record["test_errors"] = None
             if data.test is not None:
                 record["test_acc"], record["test_errors"] = evaluate(eval_d, data.test.x, data.test.y)
