@@ -68,6 +68,19 @@ def test_one_step_moves_every_weight_of_d_and_g_by_one_adam_step(tmp_path):
     assert state["global_step"] == 1 and state["epoch"] == 1
 
 
+@pytest.mark.parametrize("g_steps", [1, 3])
+def test_g_steps_sets_how_many_g_updates_follow_each_d_update(tmp_path, g_steps):
+    """Adam counts its updates per parameter: D's count is the step count, G's is g_steps times it."""
+    torch.manual_seed(0)
+    cfg = make_cfg(TINY, train__epochs=1, train__max_steps=2, train__sample_every=0, optim__g_steps=g_steps)
+    T.train(cfg, tmp_path / "run")
+    state = ckpt.load(tmp_path / "run")
+    d_counts = {float(s["step"]) for s in state["opt_d"]["state"].values()}
+    g_counts = {float(s["step"]) for s in state["opt_g"]["state"].values()}
+    assert d_counts == {2.0}
+    assert g_counts == {2.0 * g_steps}
+
+
 class DLossOff(KPlus1):
     """kplus1 with a zero D loss: D's gradients are exactly zero, so Adam leaves D where it is."""
 

@@ -74,6 +74,8 @@ class OptimConfig:
     decay: str = _f("none", "learning-rate schedule: none, or linear to zero over the last decay_epochs",
                     ("none", "linear"))
     decay_epochs: int = _f(0, "epochs at the end over which 'linear' decays the rate to zero; 0: all")
+    g_steps: int = _f(1, "G updates per D update, each on a fresh generated batch (DCGAN's code used 2 to keep "
+                         "D from winning outright)")
 
 
 @dataclass
@@ -262,6 +264,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.dropout={cfg.model.dropout} must be in [0, 1)")
     if cfg.model.width <= 0:
         raise ConfigError(f"model.width={cfg.model.width} must be > 0")
+    if cfg.optim.g_steps < 1:
+        raise ConfigError(f"optim.g_steps={cfg.optim.g_steps} must be >= 1")
 
 
 def help_lines() -> list[tuple[str, str, str]]:

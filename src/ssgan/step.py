@@ -87,6 +87,7 @@ class StepParts:
     amp: bool
     device: torch.device
     batch_size: int
+    g_steps: int = 1
 
 
 def train_step(p: StepParts, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.Tensor | None,
@@ -116,17 +117,18 @@ def train_step(p: StepParts, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: to
     if G is None:
         return row
 
-    # ---- G step: a fresh generated batch, as in Salimans et al.'s code
+    # ---- G step(s): a fresh generated batch each, as in Salimans et al.'s code
     set_requires_grad(p.d_params, False)  # G's loss needs no gradients of D's weights
-    with autocast:
-        x_fake = p.G_fwd(G.sample_z(p.batch_size, p.device))
-        with torch.no_grad():
-            _, feat_real = D(x_unl_g)
-        with frozen_bn_stats(D):
-            logits_fake, feat_fake = D(x_fake)
-    g_loss, g_terms = algo.g_loss(logits_fake.float(), feat_real.float(), feat_fake.float())
-    p.opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    p.opt_g.step()
+    for _ in range(p.g_steps):
+        with autocast:
+            x_fake = p.G_fwd(G.sample_z(p.batch_size, p.device))
+            with torch.no_grad():
+                _, feat_real = D(x_unl_g)
+            with frozen_bn_stats(D):
+                logits_fake, feat_fake = D(x_fake)
+        g_loss, g_terms = algo.g_loss(logits_fake.float(), feat_real.float(), feat_fake.float())
+        p.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        p.opt_g.step()
     set_requires_grad(p.d_params, True)
     return row + [g_terms[n] for n in algo.g_terms] + [g_loss]

@@ -204,7 +204,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, dd: distributed.Dist, devic
         f"{len(split.val)} val), method {cfg.method.name}, net {cfg.model.net}, device {device}"
         f"{f' x {dd.world} processes' if dd.enabled else ''}{', bf16' if amp else ''}")
 
-    parts = StepParts(algo, D, G, d_pass_ddp, G_ddp, opt_d, opt_g, d_params, ema, amp, device, t.batch_size)
+    parts = StepParts(algo, D, G, d_pass_ddp, G_ddp, opt_d, opt_g, d_params, ema, amp, device, t.batch_size,
+                      cfg.optim.g_steps)
 
     def evaluate(model, images, labels) -> tuple[float, int]:
         """Each rank scores its shard (rank::world) and the error counts are summed: nothing twice, no tail dropped."""
