@@ -146,6 +146,11 @@ def test_a_bad_value_changes_nothing():
     assert cfg == C.Config()  # all checked before any is applied
 
 
+def test_g_steps_below_one_is_refused_naming_the_key():
+    with pytest.raises(C.ConfigError, match=r"optim.g_steps=0 must be >= 1"):
+        C.build(overrides={"optim.g_steps": 0})
+
+
 # ------------------------------------------------------------------------------------------ label keys
 def test_labeled_rate_in_a_later_layer_clears_labels(tmp_path):
     cfg = C.build(overrides={"data.labeled_rate": "0.1"})

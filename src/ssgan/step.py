@@ -117,13 +117,16 @@ def train_step(p: StepParts, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: to
     if G is None:
         return row
 
-    # ---- G step(s): a fresh generated batch each, as in Salimans et al.'s code
+    # ---- G step(s): a fresh generated batch each, as in Salimans et al.'s code. D does not change
+    # between them, so the real-feature target is computed once (and its batch enters BN stats once).
     set_requires_grad(p.d_params, False)  # G's loss needs no gradients of D's weights
+    feat_real = None
     for _ in range(p.g_steps):
         with autocast:
             x_fake = p.G_fwd(G.sample_z(p.batch_size, p.device))
-            with torch.no_grad():
-                _, feat_real = D(x_unl_g)
+            if feat_real is None:
+                with torch.no_grad():
+                    _, feat_real = D(x_unl_g)
             with frozen_bn_stats(D):
                 logits_fake, feat_fake = D(x_fake)
         g_loss, g_terms = algo.g_loss(logits_fake.float(), feat_real.float(), feat_fake.float())
