@@ -32,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ssgan import config as C
 from ssgan.algorithms import build_algorithm
 from ssgan.nets import build_nets
+from ssgan.step import make_adam
 from ssgan.train import DiscriminatorPass, StepParts, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,9 +82,9 @@ def make_parts(method: str, net: str, size: int, width: float, batch: int, amp: 
     algo = build_algorithm(cfg.method)
     D, G = build_nets(cfg.model, 1, size, algo.num_logits(10))
     d_params = [p for p in D.parameters() if p.requires_grad]
-    opt_d = torch.optim.Adam(d_params, lr=lr, betas=(0.5, 0.999), foreach=True)
-    opt_g = torch.optim.Adam([p for p in G.parameters() if p.requires_grad], lr=lr, betas=(0.5, 0.999),
-                             foreach=True)
+    cpu = torch.device("cpu")
+    opt_d = make_adam(d_params, lr, cfg, cpu)       # the optimiser training uses (fused Adam)
+    opt_g = make_adam([p for p in G.parameters() if p.requires_grad], lr, cfg, cpu)
     parts = StepParts(algo, D, G, DiscriminatorPass(D), G, opt_d, opt_g, d_params, None, amp == "bf16",
                       torch.device("cpu"), batch)
     x = lambda: torch.rand(batch, 1, size, size) * 2 - 1  # noqa: E731

@@ -1,0 +1,95 @@
+"""The MNIST table of the README: every `ssgan bench` result folder, side by side with the published figures.
+
+Each row is one label count at one per-run budget (one bench folder), so every method in a row had
+the same budget, splits and seeds; the budget is read from the folder's results.json (epochs, batch
+size, threads per run, mean wall time), never written by hand. Rows from shortened budgets are
+marked as such: only the paper's 300 epochs are the full protocol.
+
+    python benchmarks/paper_table.py        # the README's folders; prints the table, writes .md and .json
+    python benchmarks/paper_table.py --source benchmarks/results/short_grid --out /tmp/table
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ssgan.bench import PUBLISHED, aggregate
+from ssgan.io import atomic_write_text
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# Most-trained first: the README's rows, in this order within each label count.
+DEFAULT_SOURCES = ["fm100_30min_alone", "fm100_30min", "fm100", "short_grid"]
+METHODS = ["fm", "kplus1", "supervised"]
+PAPER_EPOCHS = 300
+
+
+def load(folder: Path) -> dict:
+    path = folder / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"paper_table: {path} not found (run `ssgan bench ... --out {folder}` first)")
+    data = json.loads(path.read_text())
+    return {"name": folder.name, "config": data["meta"]["config"], "summary": aggregate(data["runs"])}
+
+
+def budget(source: dict, cell: dict) -> str:
+    t = source["config"]["train"]
+    threads = f", {t['threads']} thread{'s' if t['threads'] != 1 else ''}" if t["threads"] else ""
+    return f"{cell['epochs']} ep, batch {t['batch_size']}{threads}"
+
+
+def build_rows(sources: list[dict]) -> list[dict]:
+    rows = []
+    for labels in sorted({a["labels"] for s in sources for a in s["summary"]}):
+        for s in sources:
+            cells = {a["method"]: a for a in s["summary"] if a["labels"] == labels}
+            if not cells:
+                continue
+            first = next(iter(cells.values()))
+            rows.append({"labels": labels, "source": s["name"], "budget": budget(s, first),
+                         "full_protocol": first["epochs"] >= PAPER_EPOCHS,
+                         "cells": {m: {k: cells[m][k] for k in ("errors_mean", "errors_std", "n", "seeds",
+                                                                 "wall_s_mean", "epochs")}
+                                   for m in METHODS if m in cells}})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    paper = next(iter(PUBLISHED.items()))
+    lines = ["MNIST test errors out of 10,000 (mean +- std over split seeds, last epoch, EMA D where the "
+             "config has it; n = seeds; min = mean wall time per run). Rows marked *short* are not the "
+             f"paper's {PAPER_EPOCHS}-epoch protocol.", "",
+             "| labels | budget per run (folder) | " + " | ".join(f"`{m}`" for m in METHODS)
+             + f" | {paper[0]}, published |",
+             "|---|---|" + "---|" * (len(METHODS) + 1)]
+    for r in rows:
+        cells = []
+        for m in METHODS:
+            c = r["cells"].get(m)
+            cells.append("" if c is None else f"{c['errors_mean']:.1f} +- {c['errors_std']:.1f} "
+                                              f"(n={c['n']}, {c['wall_s_mean'] / 60:.1f} min)")
+        pub = paper[1].get(r["labels"])
+        mark = "" if r["full_protocol"] else " *short*"
+        lines.append(f"| {r['labels']} | {r['budget']}{mark} ({r['source']}) | " + " | ".join(cells)
+                     + f" | {f'{pub[0]} +- {pub[1]}' if pub else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", action="append", help="a bench --out folder (repeatable; default: the README's)")
+    parser.add_argument("--out", default=str(RESULTS / "mnist_table"), help="writes OUT.md and OUT.json")
+    args = parser.parse_args()
+    folders = [Path(s) for s in args.source] if args.source else [RESULTS / s for s in DEFAULT_SOURCES]
+    rows = build_rows([load(f) for f in folders])
+    text = markdown(rows)
+    print(text)
+    out = Path(args.out)
+    atomic_write_text(out.with_suffix(".md"), text)
+    atomic_write_text(out.with_suffix(".json"), json.dumps({"rows": rows, "published": {
+        name: {str(k): v for k, v in figs.items()} for name, figs in PUBLISHED.items()}}, indent=1))
+    print(f"wrote {out.with_suffix('.md')} and .json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""benchmarks/paper_table.py: one row per (label count, bench folder), budgets read from the folders."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_table.py"
+
+
+@pytest.fixture(scope="module")
+def paper_table():
+    spec = importlib.util.spec_from_file_location("paper_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_bench(folder: Path, epochs: int, batch: int, threads, runs: list[tuple]) -> Path:
+    """A results.json as `ssgan bench` writes it, with (method, labels, seed, errors) runs."""
+    folder.mkdir(parents=True)
+    rows = [{"method": m, "labels": n, "seed": s, "epochs": epochs, "test_errors": e, "test_acc": 1 - e / 1e4,
+             "n_test": 10000, "wall_s": 600.0, "cpu_s": 590.0, "run": f"{folder}/runs/{m}-L{n}-s{s}"}
+            for m, n, s, e in runs]
+    meta = {"budget": f"{epochs} epochs per run", "dataset": "mnist",
+            "config": {"train": {"batch_size": batch, "threads": threads}}}
+    (folder / "results.json").write_text(json.dumps({"meta": meta, "runs": rows}))
+    return folder
+
+
+def test_rows_keep_each_folder_budget_and_mark_short_ones(tmp_path, paper_table, capsys):
+    long = write_bench(tmp_path / "long", 72, 100, 2, [("fm", 100, 0, 120), ("fm", 100, 1, 130),
+                                                       ("supervised", 100, 0, 2000), ("supervised", 100, 1, 2100)])
+    short = write_bench(tmp_path / "short", 4, 50, 1, [("fm", 20, 0, 4000), ("kplus1", 20, 0, 3500),
+                                                       ("fm", 100, 0, 1600), ("kplus1", 100, 0, 1300)])
+    rows = paper_table.build_rows([paper_table.load(long), paper_table.load(short)])
+    assert [(r["labels"], r["source"]) for r in rows] == [(20, "short"), (100, "long"), (100, "short")]
+    assert rows[1]["budget"] == "72 ep, batch 100, 2 threads" and rows[2]["budget"] == "4 ep, batch 50, 1 thread"
+    assert rows[1]["cells"]["fm"]["errors_mean"] == 125 and rows[1]["cells"]["fm"]["n"] == 2
+    assert "kplus1" not in rows[1]["cells"]          # a method a folder did not run stays empty
+    text = paper_table.markdown(rows)
+    line_100_long = next(line for line in text.splitlines() if "(long)" in line)
+    assert "125.0 +- 7.1 (n=2, 10.0 min)" in line_100_long and "2050.0 +- 70.7" in line_100_long
+    assert "*short*" in line_100_long and "| 93 +- 6.5 |" in line_100_long
+
+
+def test_missing_folder_is_named(tmp_path, paper_table):
+    with pytest.raises(SystemExit, match="nowhere/results.json not found"):
+        paper_table.load(tmp_path / "nowhere")
