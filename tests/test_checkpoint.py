@@ -181,6 +181,14 @@ def test_check_compatible_allows_resumable_changes_only():
     assert "train.epochs" not in msg
 
 
+def test_a_key_newer_than_the_checkpoint_counts_as_its_default():
+    old = make_cfg(TINY).to_dict()
+    del old["optim"]["g_steps"]                      # a checkpoint written before optim.g_steps existed
+    ckpt.check_compatible(old, make_cfg(TINY).to_dict(), "x")
+    with pytest.raises(ckpt.CheckpointError, match="optim.g_steps: checkpoint 1 vs now 2"):
+        ckpt.check_compatible(old, make_cfg(TINY, optim__g_steps=2).to_dict(), "x")
+
+
 def test_resuming_with_a_changed_key_raises_checkpoint_error_naming_it(run_copy, capsys):
     cfg = load_config(run_copy)
     cfg.optim.lr = 0.05

@@ -61,9 +61,13 @@ RESUMABLE_CHANGES = {"train.epochs", "train.batch_size", "train.device", "train.
 
 
 def check_compatible(saved: dict, current: dict, path: Path | str) -> None:
-    """Refuse to load weights into a run whose configuration means something else."""
-    from .config import flatten
-    a, b = flatten(saved), flatten(current)
+    """Refuse to load weights into a run whose configuration means something else.
+
+    A key missing from the checkpoint's configuration (one added to ssgan after it was written)
+    counts as its default, which is what that older run did.
+    """
+    from .config import Config, flatten
+    a, b = {**flatten(Config().to_dict()), **flatten(saved)}, flatten(current)
     diffs = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES]
     if diffs:
         shown = ", ".join(f"{k}: checkpoint {a.get(k)!r} vs now {b.get(k)!r}" for k in diffs[:5])
