@@ -29,7 +29,8 @@ def load(folder: Path) -> dict:
     if not path.is_file():
         raise SystemExit(f"paper_table: {path} not found (run `ssgan bench ... --out {folder}` first)")
     data = json.loads(path.read_text())
-    return {"name": folder.name, "config": data["meta"]["config"], "summary": aggregate(data["runs"])}
+    return {"name": folder.name, "config": data["meta"]["config"], "summary": aggregate(data["runs"]),
+            "cpu_s": sum(r["cpu_s"] for r in data["runs"]), "n_runs": len(data["runs"])}
 
 
 def budget(source: dict, cell: dict) -> str:
@@ -52,6 +53,12 @@ def build_rows(sources: list[dict]) -> list[dict]:
                                                                  "wall_s_mean", "epochs")}
                                    for m in METHODS if m in cells}})
     return rows
+
+
+def cpu_lines(sources: list[dict]) -> list[str]:
+    """What the table cost: CPU time summed over every run of every folder (bench_time.json)."""
+    lines = [f"- {s['name']}: {s['n_runs']} runs, {s['cpu_s'] / 3600:.2f} CPU-hours" for s in sources]
+    return lines + [f"- total: {sum(s['cpu_s'] for s in sources) / 3600:.2f} CPU-hours"]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -81,12 +88,14 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "mnist_table"), help="writes OUT.md and OUT.json")
     args = parser.parse_args()
     folders = [Path(s) for s in args.source] if args.source else [RESULTS / s for s in DEFAULT_SOURCES]
-    rows = build_rows([load(f) for f in folders])
-    text = markdown(rows)
+    sources = [load(f) for f in folders]
+    rows = build_rows(sources)
+    text = markdown(rows) + "\nCPU time of these runs:\n" + "\n".join(cpu_lines(sources)) + "\n"
     print(text)
     out = Path(args.out)
     atomic_write_text(out.with_suffix(".md"), text)
-    atomic_write_text(out.with_suffix(".json"), json.dumps({"rows": rows, "published": {
+    atomic_write_text(out.with_suffix(".json"), json.dumps({"rows": rows, "cpu_s": {
+        s["name"]: s["cpu_s"] for s in sources}, "published": {
         name: {str(k): v for k, v in figs.items()} for name, figs in PUBLISHED.items()}}, indent=1))
     print(f"wrote {out.with_suffix('.md')} and .json")
 

@@ -44,6 +44,8 @@ def test_rows_keep_each_folder_budget_and_mark_short_ones(tmp_path, paper_table,
     line_100_long = next(line for line in text.splitlines() if "(long)" in line)
     assert "125.0 +- 7.1 (n=2, 10.0 min)" in line_100_long and "2050.0 +- 70.7" in line_100_long
     assert "*short*" in line_100_long and "| 93 +- 6.5 |" in line_100_long
+    cost = paper_table.cpu_lines([paper_table.load(long), paper_table.load(short)])
+    assert cost == ["- long: 4 runs, 0.66 CPU-hours", "- short: 4 runs, 0.66 CPU-hours", "- total: 1.31 CPU-hours"]
 
 
 def test_missing_folder_is_named(tmp_path, paper_table):
