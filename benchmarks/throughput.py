@@ -32,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ssgan import config as C
 from ssgan.algorithms import build_algorithm
 from ssgan.nets import build_nets
+from ssgan.io import atomic_write_text
 from ssgan.step import make_adam
 from ssgan.train import DiscriminatorPass, StepParts, train_step
 
@@ -247,8 +248,7 @@ def main() -> None:
               "torch": torch.__version__, "ceilings_gflops": ceil, "rows": results,
               "epoch_path_ms_per_iter": paths,
               "epoch_path_speedup": {k: paths["plain fp32"] / v for k, v in paths.items()}}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    atomic_write_text(Path(args.out), json.dumps(report, indent=1))
     print(f"wrote {args.out}")
 
 

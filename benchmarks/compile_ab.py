@@ -1,0 +1,57 @@
+"""Does torch.compile speed up the fm / mlp training step on this CPU? An A/B in one process.
+
+Two identical step setups (batch 100, fp32); in one, D is wrapped in torch.compile (static shapes).
+After compilation the two steps alternate, so machine noise hits both alike; prints the median ms
+per iteration of each and their ratio, and writes JSON.
+
+    python benchmarks/compile_ab.py [--threads 1] [--iters 60]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import make_parts  # noqa: E402  (the benchmark's own step setup)
+
+from ssgan.io import atomic_write_text  # noqa: E402
+from ssgan.step import DiscriminatorPass, train_step  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--iters", type=int, default=60)
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "compile_ab.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    eager, batches = make_parts("fm", "mlp", 28, 1.0, 100, "none", 3e-3)
+    compiled, _ = make_parts("fm", "mlp", 28, 1.0, 100, "none", 3e-3)
+    compiled.D = torch.compile(compiled.D, dynamic=False)
+    compiled.d_pass = DiscriminatorPass(compiled.D)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        train_step(compiled, *batches)
+    compile_s = time.perf_counter() - t0
+    times = {"eager": [], "compiled": []}
+    for _ in range(args.iters):
+        for name, parts in (("eager", eager), ("compiled", compiled)):
+            t = time.perf_counter()
+            train_step(parts, *batches)
+            times[name].append(time.perf_counter() - t)
+    ms = {k: statistics.median(v[10:]) * 1e3 for k, v in times.items()}
+    print(f"threads {args.threads}: compile + 3 steps {compile_s:.1f} s; eager {ms['eager']:.1f} ms/it, "
+          f"compiled {ms['compiled']:.1f} ms/it, eager/compiled {ms['eager'] / ms['compiled']:.2f}")
+    atomic_write_text(Path(args.out), json.dumps({"threads": args.threads, "torch": torch.__version__,
+                                                  "compile_s": compile_s, "ms_per_iter": ms}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
