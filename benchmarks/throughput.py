@@ -86,8 +86,7 @@ def make_parts(method: str, net: str, size: int, width: float, batch: int, amp: 
     cpu = torch.device("cpu")
     opt_d = make_adam(d_params, lr, cfg, cpu)       # the optimiser training uses (fused Adam)
     opt_g = make_adam([p for p in G.parameters() if p.requires_grad], lr, cfg, cpu)
-    parts = StepParts(algo, D, G, DiscriminatorPass(D), G, opt_d, opt_g, d_params, None, amp == "bf16",
-                      torch.device("cpu"), batch)
+    parts = StepParts(algo, D, G, DiscriminatorPass(D), G, opt_d, opt_g, d_params, None, amp == "bf16", cpu, batch)
     x = lambda: torch.rand(batch, 1, size, size) * 2 - 1  # noqa: E731
     batches = (x(), torch.randint(0, 10, (batch,)), x(), x())
     return parts, batches

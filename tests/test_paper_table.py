@@ -30,7 +30,7 @@ def write_bench(folder: Path, epochs: int, batch: int, threads, runs: list[tuple
     return folder
 
 
-def test_rows_keep_each_folder_budget_and_mark_short_ones(tmp_path, paper_table, capsys):
+def test_rows_keep_each_folder_budget_and_mark_short_ones(tmp_path, paper_table):
     long = write_bench(tmp_path / "long", 72, 100, 2, [("fm", 100, 0, 120), ("fm", 100, 1, 130),
                                                        ("supervised", 100, 0, 2000), ("supervised", 100, 1, 2100)])
     short = write_bench(tmp_path / "short", 4, 50, 1, [("fm", 20, 0, 4000), ("kplus1", 20, 0, 3500),
