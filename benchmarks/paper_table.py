@@ -28,9 +28,13 @@ def load(folder: Path) -> dict:
     path = folder / "results.json"
     if not path.is_file():
         raise SystemExit(f"paper_table: {path} not found (run `ssgan bench ... --out {folder}` first)")
-    data = json.loads(path.read_text())
-    return {"name": folder.name, "config": data["meta"]["config"], "summary": aggregate(data["runs"]),
-            "cpu_s": sum(r["cpu_s"] for r in data["runs"]), "n_runs": len(data["runs"])}
+    try:
+        data = json.loads(path.read_text())
+        return {"name": folder.name, "config": data["meta"]["config"], "summary": aggregate(data["runs"]),
+                "cpu_s": sum(r["cpu_s"] for r in data["runs"]), "n_runs": len(data["runs"])}
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise SystemExit(f"paper_table: {path} is not a results.json of `ssgan bench` ({type(e).__name__}: {e}); "
+                         "rerun the bench command to rewrite it") from None
 
 
 def budget(source: dict, cell: dict) -> str:

@@ -51,3 +51,12 @@ def test_rows_keep_each_folder_budget_and_mark_short_ones(tmp_path, paper_table)
 def test_missing_folder_is_named(tmp_path, paper_table):
     with pytest.raises(SystemExit, match="nowhere/results.json not found"):
         paper_table.load(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("text", ['{"meta": {"config": ', '{"runs": []}'])
+def test_a_truncated_or_foreign_results_file_is_named(tmp_path, paper_table, text):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "results.json").write_text(text)
+    with pytest.raises(SystemExit, match="bad/results.json is not a results.json of `ssgan bench`"):
+        paper_table.load(tmp_path / "bad")
+    assert (tmp_path / "bad" / "results.json").read_text() == text      # left as it was
