@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from ssgan.bench import PUBLISHED, aggregate
-from ssgan.io import atomic_write_text
+from ssgan.files import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Most-trained first: the README's rows, in this order within each label count.

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from ssgan import config as C
-from ssgan.train import train
+from ssgan.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """Training-step throughput of ssgan on this machine, against its measured matmul ceilings.
 
 For each method/network/precision: FLOPs per training iteration (torch.utils.flop_counter, one
-D step + one G step as `ssgan.train.train_step` runs them), median time per iteration after
+D step + one G step as `ssgan.training.step.d_step` and `g_step` run them), median time per iteration after
 warm-up (compute only, fixed batches), achieved GFLOP/s and its fraction of the ceiling for the
 precision (fp32: oneDNN's, the machine's real fp32 ceiling; bf16: torch.mm bf16), images/s, the
 epoch time including data (a real `ssgan train` of a few hundred steps, extrapolated to the full
@@ -32,9 +32,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from ssgan import config as C
 from ssgan.algorithms import build_algorithm
 from ssgan.nets import build_nets
-from ssgan.io import atomic_write_text
-from ssgan.step import make_adam
-from ssgan.train import DiscriminatorPass, StepParts, train_step
+from ssgan.files import atomic_write_text
+from ssgan.training.step import StepParts, d_step, g_step, make_step_parts
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "throughput.json"
@@ -76,17 +75,16 @@ def ceilings(n: int = 2048, reps: int = 11) -> dict:
     return out
 
 
-def make_parts(method: str, net: str, size: int, width: float, batch: int, amp: str, lr: float):
+def make_parts(method: str, net: str, size: int, width: float, batch: int, amp: str, lr: float,
+               compile_d: bool = False):
     cfg = C.build(overrides={"method.name": method, "model.net": net, "model.width": width,
                              "data.image_size": size, "train.batch_size": batch, "train.amp": amp, "optim.lr": lr})
     torch.manual_seed(0)
     algo = build_algorithm(cfg.method)
     D, G = build_nets(cfg.model, 1, size, algo.num_logits(10))
-    d_params = [p for p in D.parameters() if p.requires_grad]
-    cpu = torch.device("cpu")
-    opt_d = make_adam(d_params, lr, cfg, cpu)       # the optimiser training uses (fused Adam)
-    opt_g = make_adam([p for p in G.parameters() if p.requires_grad], lr, cfg, cpu)
-    parts = StepParts(algo, D, G, DiscriminatorPass(D), G, opt_d, opt_g, d_params, None, amp == "bf16", cpu, batch)
+    if compile_d:
+        D = torch.compile(D, dynamic=False)
+    parts = make_step_parts(cfg, algo, D, G, torch.device("cpu"))  # training's optimisers (fused Adam)
     x = lambda: torch.rand(batch, 1, size, size) * 2 - 1  # noqa: E731
     batches = (x(), torch.randint(0, 10, (batch,)), x(), x())
     return parts, batches
@@ -94,7 +92,7 @@ def make_parts(method: str, net: str, size: int, width: float, batch: int, amp: 
 
 def step_row(label, method, net, size, width, batch, amp, lr, iters: int, ceil: dict, warmup: int = 5) -> dict:
     parts, (x_lab, y_lab, x_unl, x_unl_g) = make_parts(method, net, size, width, batch, amp, lr)
-    step = lambda: train_step(parts, x_lab, y_lab, x_unl, x_unl_g)  # noqa: E731
+    step = lambda: d_step(parts, x_lab, y_lab, x_unl) + g_step(parts, x_unl_g)  # noqa: E731
     step()
     with FlopCounterMode(display=False) as counter:
         step()
@@ -122,7 +120,7 @@ def epoch_run(method, net, size, width, batch, amp, lr, steps: int, data_root: s
 
 
 def child(spec: dict) -> None:
-    from ssgan.train import train
+    from ssgan.training.loop import train
     overrides = {"method.name": spec["method"], "model.net": spec["net"], "model.width": spec["width"],
                  "data.image_size": spec["size"], "train.batch_size": spec["batch"], "train.amp": spec["amp"],
                  "optim.lr": spec["lr"], "train.max_steps": spec["steps"], "train.epochs": 1,
@@ -189,7 +187,7 @@ def plain_epoch_ms(iters: int, images: torch.Tensor) -> float:
 
 
 def fast_epoch_ms(iters: int, images: torch.Tensor, amp: str) -> float:
-    """ms per iteration of ssgan's path: resident uint8 streams, train_step, no per-step host sync."""
+    """ms per iteration of ssgan's path: resident uint8 streams, d_step + g_step, no per-step host sync."""
     from ssgan.data.streams import LabeledStream, UnlabeledStream
     parts, _ = make_parts("fm", "mlp", 28, 1.0, 100, amp, 3e-3)
     y = torch.randint(0, 10, (len(images),))
@@ -201,7 +199,7 @@ def fast_epoch_ms(iters: int, images: torch.Tensor, amp: str) -> float:
     t0 = time.perf_counter()
     for i in range(iters):
         xl, yl = lab.next()
-        row = train_step(parts, xl, yl, unl.next(), unl2.next())
+        row = d_step(parts, xl, yl, unl.next()) + g_step(parts, unl2.next())
         acc[i] = torch.stack([v.detach().float() for v in row])
     return (time.perf_counter() - t0) / iters * 1e3
 

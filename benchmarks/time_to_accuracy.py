@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from ssgan import config as C
-from ssgan.train import train
+from ssgan.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ssgan.data.idx import write_idx_gz
-from ssgan.data.sources import MNIST_COUNTS, MNIST_FILES, SUBSET_COUNTS, _find, mnist_folders, read_mnist_files
+from ssgan.data.mnist import MNIST_COUNTS, MNIST_FILES, SUBSET_COUNTS, _find, mnist_folders, read_mnist_files
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "ssgan" / "data" / "embedded"
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from ssgan.algorithms import ALGORITHMS, build_algorithm
 from ssgan.config import MethodConfig
+from ssgan.errors import ConfigError
 
 K, B, FEAT = 4, 6, 7
 
@@ -95,7 +96,7 @@ def test_losses_work_in_float32(algo):
 
 
 def test_unknown_method_names_the_valid_ones():
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ConfigError) as e:
         build_algorithm(MethodConfig(name="kplus2"))
     assert all(name in str(e.value) for name in ALGORITHMS)
 

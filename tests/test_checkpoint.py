@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import ssgan.train as T
-from ssgan import checkpoint as ckpt
+import ssgan.training.loop as T
+from ssgan.errors import CheckpointError
+from ssgan.training import checkpoint as ckpt
+from ssgan.training.run import restore_models
 from ssgan import cli
-from ssgan.runs import load_config
+from ssgan.training.run_folder import load_config
 
 from helpers_train import TINY, make_cfg, torch_threads
 
@@ -76,10 +78,15 @@ def test_a_training_checkpoint_holds_everything_to_resume(trained_run):
 
 def test_restore_models_rebuilds_the_trained_networks(trained_run):
     state = ckpt.load(trained_run)
-    cfg, algo, D, G = ckpt.restore_models(state)
+    cfg, algo, D, G = restore_models(state, use_ema=False)
     assert cfg.model.net == "mlp" and not D.training and not G.training
     for k, v in D.state_dict().items():
         assert torch.equal(v, state["D"][k])
+    _, _, D_ema, _ = restore_models(state)  # the run kept an EMA (the default): evaluation uses it
+    assert cfg.train.ema and D_ema.state_dict().keys() == D.state_dict().keys()
+    for k, v in D_ema.state_dict().items():
+        assert torch.equal(v, state["ema"][f"module.{k}"])
+    assert any(not torch.equal(v, state["D"][k]) for k, v in D_ema.state_dict().items())
     with torch.no_grad():
         logits, _ = D(G(G.sample_z(3)))
     assert algo.class_logits(logits).shape == (3, 4)
@@ -113,21 +120,21 @@ BAD_KINDS = ["random", "text", "empty", "plain_dict", "wrong_format", "list", "t
 @pytest.mark.parametrize("kind", BAD_KINDS)
 def test_loading_a_bad_file_raises_checkpoint_error_naming_it(tmp_path, kind):
     path = write_bad(tmp_path, kind)
-    with pytest.raises(ckpt.CheckpointError) as e:
+    with pytest.raises(CheckpointError) as e:
         ckpt.load(path)
     assert str(path) in str(e.value)
 
 
 def test_missing_paths_and_run_folders_without_checkpoints_raise_checkpoint_error(tmp_path):
-    with pytest.raises(ckpt.CheckpointError, match="does not exist") as e:
+    with pytest.raises(CheckpointError, match="does not exist") as e:
         ckpt.load(tmp_path / "nope.pt")
     assert str(tmp_path / "nope.pt") in str(e.value)
     empty_run = tmp_path / "run"
     empty_run.mkdir()
-    with pytest.raises(ckpt.CheckpointError) as e:
+    with pytest.raises(CheckpointError) as e:
         ckpt.load(empty_run)
     assert str(empty_run) in str(e.value) and "checkpoints/last.pt" in str(e.value)
-    with pytest.raises(ckpt.CheckpointError, match="checkpoints/best.pt"):
+    with pytest.raises(CheckpointError, match="checkpoints/best.pt"):
         ckpt.load(empty_run, "best")
 
 
@@ -150,7 +157,7 @@ def test_loading_never_runs_code_from_the_file(tmp_path):
 
     marker, path = tmp_path / "marker", tmp_path / "evil.pt"
     torch.save({"format": ckpt.FORMAT, "x": WritesMarker(marker)}, path)
-    with pytest.raises(ckpt.CheckpointError) as e:
+    with pytest.raises(CheckpointError) as e:
         ckpt.load(path)
     assert str(path) in str(e.value)
     assert not marker.exists()
@@ -174,7 +181,7 @@ def test_check_compatible_allows_resumable_changes_only():
     a = make_cfg(TINY).to_dict()
     longer = make_cfg(TINY, train__epochs=9, train__device="cpu", train__threads=1)
     ckpt.check_compatible(a, longer.to_dict(), "x")
-    with pytest.raises(ckpt.CheckpointError) as e:
+    with pytest.raises(CheckpointError) as e:
         ckpt.check_compatible(a, make_cfg(TINY, optim__lr=0.01, model__z_dim=50).to_dict(), "some/last.pt")
     msg = str(e.value)
     assert "optim.lr" in msg and "model.z_dim" in msg and "some/last.pt" in msg
@@ -185,14 +192,14 @@ def test_a_key_newer_than_the_checkpoint_counts_as_its_default():
     old = make_cfg(TINY).to_dict()
     del old["optim"]["g_steps"]                      # a checkpoint written before optim.g_steps existed
     ckpt.check_compatible(old, make_cfg(TINY).to_dict(), "x")
-    with pytest.raises(ckpt.CheckpointError, match="optim.g_steps: checkpoint 1 vs now 2"):
+    with pytest.raises(CheckpointError, match="optim.g_steps: checkpoint 1 vs now 2"):
         ckpt.check_compatible(old, make_cfg(TINY, optim__g_steps=2).to_dict(), "x")
 
 
 def test_resuming_with_a_changed_key_raises_checkpoint_error_naming_it(run_copy, capsys):
     cfg = load_config(run_copy)
     cfg.optim.lr = 0.05
-    with pytest.raises(ckpt.CheckpointError) as e:
+    with pytest.raises(CheckpointError) as e:
         T.train(cfg, run_copy, resume=True)
     assert "optim.lr" in str(e.value) and "0.05" in str(e.value)
     # through the CLI: exit 2 and the key in the message

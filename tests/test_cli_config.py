@@ -45,7 +45,7 @@ def test_train_help_lists_every_config_key(capsys):
     assert code == 0
     for key in C.all_keys():
         assert f"--{key} " in out, key
-    assert "--optim.lr (default 0.0002)" in out and "--data.labels (default 100)" in out
+    assert "--optim.lr (default 0.003)" in out and "--data.labels (default None)" in out
     assert "--labels N" in out  # the short aliases too
 
 
@@ -65,8 +65,8 @@ def test_dotted_options_both_spellings():
 
 
 def test_option_without_a_value():
-    from ssgan.cli import UsageError
-    with pytest.raises(UsageError, match="--optim.lr needs a value"):
+    from ssgan.errors import ConfigError
+    with pytest.raises(ConfigError, match="--optim.lr needs a value"):
         parse_overrides(["--optim.lr"])
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ssgan import checkpoint as ckpt
+from ssgan.training import checkpoint as ckpt
 from ssgan import cli
 
 from helpers_train import TINY, TINY_DCGAN, cli_args, read_metrics, run_ssgan, torch_threads

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssgan.data import sources
-from ssgan.data.download import DownloadError, download_verified
+from ssgan.data import mnist
+from ssgan.data.download import download_verified
+from ssgan.errors import DataError, DownloadError
 from ssgan.data.idx import encode_idx, read_idx, sha256, write_idx_gz
 
 NAME = "train-labels-idx1-ubyte.gz"
@@ -190,7 +191,7 @@ def test_real_mnist_file_verified_through_the_server(served, mnist_root, tmp_pat
     folder, server = served
     name = "t10k-labels-idx1-ubyte.gz"
     (folder / name).write_bytes((mnist_root / "mnist" / name).read_bytes())
-    digest = sources.MNIST_FILES["t10k-labels-idx1-ubyte"]
+    digest = mnist.MNIST_FILES["t10k-labels-idx1-ubyte"]
     path = download_verified(name, digest, [server.url()], tmp_path / "d", timeout=5)
     assert read_idx(path).shape == (10000,)
 
@@ -199,10 +200,10 @@ def test_real_mnist_file_verified_through_the_server(served, mnist_root, tmp_pat
 def test_nothing_downloadable_names_all_four_files(served, tmp_path):
     _, server = served
     root = tmp_path / "root"
-    with pytest.raises(FileNotFoundError) as info:
-        sources.load_mnist(root, download=True, allow_subset=False, mirrors=[server.url()])
+    with pytest.raises(DataError) as info:
+        mnist.load_mnist(root, download=True, allow_subset=False, mirrors=[server.url()])
     msg = str(info.value)
-    for stem in sources.MNIST_FILES:
+    for stem in mnist.MNIST_FILES:
         assert f"{stem}.gz" in msg
     assert "allow_subset" in msg and "Not Found" in msg
     assert _listing(root / "mnist") == []
@@ -210,7 +211,7 @@ def test_nothing_downloadable_names_all_four_files(served, tmp_path):
 
 def test_nothing_downloadable_falls_back_to_the_subset(served, tmp_path):
     _, server = served
-    data = sources.load_mnist(tmp_path / "root", download=True, allow_subset=True, mirrors=[server.url()])
+    data = mnist.load_mnist(tmp_path / "root", download=True, allow_subset=True, mirrors=[server.url()])
     assert data.name == "mnist-subset"
     assert len(data.train) == 6000 and len(data.test) == 1000
     assert data.train.x.shape[1:] == (1, 28, 28)
@@ -218,8 +219,8 @@ def test_nothing_downloadable_falls_back_to_the_subset(served, tmp_path):
 
 
 def test_no_download_does_not_touch_the_network(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz"):
-        sources.load_mnist(tmp_path, download=False, mirrors=["http://127.0.0.1:9/"])
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
+        mnist.load_mnist(tmp_path, download=False, mirrors=["http://127.0.0.1:9/"])
     assert not (tmp_path / "mnist").exists()
 
 
@@ -228,13 +229,13 @@ def test_missing_files_downloaded_into_root(served, make_mnist, tmp_path, monkey
     folder, server = served
     paths = make_mnist(folder, {"train": 30, "t10k": 10})
     digests = {stem: sha256(gzip.decompress(p.read_bytes())) for stem, p in paths.items()}
-    monkeypatch.setattr(sources, "MNIST_FILES", digests)
-    monkeypatch.setattr(sources, "MNIST_COUNTS", {"train": 30, "t10k": 10})
+    monkeypatch.setattr(mnist, "MNIST_FILES", digests)
+    monkeypatch.setattr(mnist, "MNIST_COUNTS", {"train": 30, "t10k": 10})
     root = tmp_path / "root"
     (root / "mnist").mkdir(parents=True)
     raw = gzip.decompress(paths["t10k-labels-idx1-ubyte"].read_bytes())
     (root / "mnist" / "t10k-labels-idx1-ubyte").write_bytes(raw)  # already there, uncompressed
-    data = sources.load_mnist(root, download=True, mirrors=[server.url()])
+    data = mnist.load_mnist(root, download=True, mirrors=[server.url()])
     assert data.name == "mnist" and not data.note
     assert len(data.train) == 30 and len(data.test) == 10
     assert sorted(server.served) == sorted(f"/ok/{s}.gz" for s in digests if s != "t10k-labels-idx1-ubyte")

@@ -1,6 +1,6 @@
 """The fast training step computes what a plain step computes (fp32, same batch).
 
-`train_step` concatenates D's batches when the net has no batch norm, generates without a
+`d_step` concatenates D's batches when the net has no batch norm, generates without a
 graph for the D update and skips D's weight gradients in the G step. A plain step,
 written here the obvious way, must give the same losses and the same updated weights.
 """
@@ -14,12 +14,12 @@ import torch
 from ssgan import config as C
 from ssgan.algorithms import build_algorithm
 from ssgan.nets import build_nets
-from ssgan.train import DiscriminatorPass, StepParts, frozen_bn_stats, train_step
+from ssgan.training.step import DiscriminatorPass, d_step, frozen_bn_stats, g_step, make_step_parts
 
 
 def plain_step(D, G, algo, opt_d, opt_g, x_lab, y_lab, x_unl, x_unl_g, has_bn):
     x_fake = G(G.sample_z(len(x_lab)))
-    if has_bn:  # the real images form one BN batch, as in train_step
+    if has_bn:  # the real images form one BN batch, as in d_step
         logits_real, _ = D(torch.cat([x_lab, x_unl]))
         l_lab, l_unl = logits_real.split([len(x_lab), len(x_unl)])
     else:
@@ -64,12 +64,10 @@ def test_fast_step_equals_plain_step(method, net, size):
     x_lab, x_unl, x_unl_g = (torch.rand(B, 1, size, size) * 2 - 1 for _ in range(3))
     y_lab = torch.randint(0, 4, (B,))
 
-    d_params = [p for p in D.parameters() if p.requires_grad]
-    parts = StepParts(algo, D, G, DiscriminatorPass(D), G, sgd(d_params),
-                      sgd([p for p in G.parameters() if p.requires_grad]), d_params, None, False,
-                      torch.device("cpu"), B)
+    cfg.train.batch_size = B
+    parts = make_step_parts(cfg, algo, D, G, torch.device("cpu"), optimizer=lambda params, lr: sgd(params))
     torch.manual_seed(1)
-    fast = train_step(parts, x_lab, y_lab, x_unl, x_unl_g)
+    fast = d_step(parts, x_lab, y_lab, x_unl) + g_step(parts, x_unl_g)
 
     torch.manual_seed(1)  # the same z draws, in the same order
     plain = plain_step(D2, G2, algo, sgd([p for p in D2.parameters() if p.requires_grad]),

@@ -19,11 +19,15 @@ from PIL import Image
 from ssgan import cli
 from ssgan import config as C
 from ssgan.data.folder import FileImages, load_folder
-from ssgan.data.idx import DataFileError
+from ssgan.errors import DataError
 
 from folder_fixtures import CLASSES, band_image, make_folder_dataset, save, snapshot, train_args
 
 TIMING = {"epoch_time", "images_per_s", "elapsed"}
+
+
+def all_paths(images: FileImages) -> list[Path]:
+    return [images.path(i) for i in range(len(images))]
 
 
 def data_cfg(**changes) -> C.DataConfig:
@@ -47,7 +51,7 @@ def test_classes_are_sorted_subfolder_names_and_counts_add_up(tmp_path):
     assert torch.bincount(y[y >= 0]).tolist() == [3, 3, 3]
     assert torch.bincount(data.test.y).tolist() == [2, 2, 2]
     # Labels follow the folder names: every file of labeled/<c>/ carries the index of c.
-    for path, label in zip(data.train.x.paths, y.tolist()):
+    for path, label in zip(all_paths(data.train.x), y.tolist()):
         if label >= 0:
             assert path.parent.name == data.classes[label]
     assert data.name == f"folder:{root}" and "9 labeled images in 3 classes, 10 unlabeled" in data.note
@@ -56,7 +60,7 @@ def test_classes_are_sorted_subfolder_names_and_counts_add_up(tmp_path):
 def test_nested_unlabeled_folders_are_searched(tmp_path):
     root = make_folder_dataset(tmp_path / "d", labeled=2, unlabeled=12, test=0)
     data = load_folder(data_cfg(), root)
-    unl = [p for p, label in zip(data.train.x.paths, data.train.y.tolist()) if label == -1]
+    unl = [p for p, label in zip(all_paths(data.train.x), data.train.y.tolist()) if label == -1]
     assert len(unl) == 12
     folders = {p.parent.relative_to(root / "unlabeled").as_posix() for p in unl}
     assert folders == {".", "batch1", "batch1/deeper", "batch2"}
@@ -80,7 +84,7 @@ def test_hidden_files_and_folders_are_ignored(tmp_path):
     data = load_folder(data_cfg(), root)
     assert data.classes == list(CLASSES)
     assert len(data.train) == 6 + 4 and len(data.test) == 3 and not data.bad_files
-    assert not any(part.startswith(".") for p in data.train.x.paths for part in p.relative_to(root).parts)
+    assert not any(part.startswith(".") for p in all_paths(data.train.x) for part in p.relative_to(root).parts)
 
 
 # ---------------------------------------------------------------------------- inferred size and channels
@@ -165,7 +169,7 @@ def test_file_images_scalar_and_mask_indices(images):
 
 def test_file_images_match_pil_conversion(images):
     for i in (0, 1, 2):
-        with Image.open(images.paths[i]) as im:
+        with Image.open(images.path(i)) as im:
             expected = np.asarray(im.convert("RGB").resize((28, 28), Image.BILINEAR))
         assert torch.equal(images[i], torch.from_numpy(expected.copy()).permute(2, 0, 1))
 
@@ -240,7 +244,7 @@ def test_bad_folders_fail_early_naming_the_path(tmp_path, capsys, damage, words)
 def test_bad_file_errors_say_how_to_skip(tmp_path, damage):
     root = make_folder_dataset(tmp_path / "d", labeled=2, unlabeled=4, test=0)
     culprit = damage(root)
-    with pytest.raises(DataFileError, match="skip_bad_files") as e:
+    with pytest.raises(DataError, match="skip_bad_files") as e:
         load_folder(data_cfg(), root)
     assert str(e.value).startswith(str(culprit))
 

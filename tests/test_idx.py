@@ -1,4 +1,4 @@
-"""IDX files: good ones round-trip; each broken one fails with DataFileError naming the file and the fault."""
+"""IDX files: good ones round-trip; each broken one fails with DataError naming the file and the fault."""
 from __future__ import annotations
 
 import gzip
@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssgan.data import sources
-from ssgan.data.idx import DataFileError, encode_idx, parse_idx, read_bytes, read_idx, sha256, write_idx_gz
+from ssgan.data import mnist
+from ssgan.errors import DataError
+from ssgan.data.idx import encode_idx, parse_idx, read_bytes, read_idx, sha256, write_idx_gz
 
 COUNTS = {"train": 20, "t10k": 10}
 
@@ -21,7 +22,7 @@ def _idx(code: int, array: np.ndarray, dtype: str) -> bytes:
 
 
 def _fails(path: Path, *phrases: str) -> str:
-    with pytest.raises(DataFileError) as info:
+    with pytest.raises(DataError) as info:
         read_idx(path)
     message = str(info.value)
     assert path.name in message
@@ -131,13 +132,13 @@ def test_truncated_gzip_stream(tmp_path, good_bytes):
 
 
 def test_every_truncation_fails_cleanly(tmp_path, good_bytes):
-    """However a download is cut short, the reader says DataFileError, never a numpy/zlib traceback."""
+    """However a download is cut short, the reader says DataError, never a numpy/zlib traceback."""
     gz = gzip.compress(good_bytes, mtime=0)
     for data, suffix in ((good_bytes, ""), (gz, ".gz")):
         for n in range(len(data)):
             path = tmp_path / f"cut{n}{suffix}"
             path.write_bytes(data[:n])
-            with pytest.raises(DataFileError, match=path.name):
+            with pytest.raises(DataError, match=path.name):
                 read_idx(path)
 
 
@@ -152,7 +153,7 @@ def test_random_byte_flips_never_escape_as_other_errors(tmp_path, good_bytes):
         path.write_bytes(bytes(data))
         try:
             read_idx(path)  # a flip in the gzip header's mtime/flags may be harmless
-        except DataFileError as e:
+        except DataError as e:
             assert path.name in str(e)
             failures += 1
     assert failures > 100  # most flips must be caught (the CRC guards the content)
@@ -160,7 +161,7 @@ def test_random_byte_flips_never_escape_as_other_errors(tmp_path, good_bytes):
 
 # ------------------------------------------------------------------------------- the four MNIST files
 def test_read_mnist_files_good(fake_mnist):
-    sets = sources.read_mnist_files(fake_mnist, COUNTS)
+    sets = mnist.read_mnist_files(fake_mnist, COUNTS)
     assert sets["train"].x.shape == (20, 1, 28, 28) and sets["t10k"].x.shape == (10, 1, 28, 28)
     assert sets["train"].x.dtype.is_floating_point is False
     assert str(sets["train"].y.dtype) == "torch.int64"
@@ -171,16 +172,16 @@ def test_read_mnist_files_good(fake_mnist):
 
 def test_images_and_labels_count_mismatch(fake_mnist):
     write_idx_gz(np.zeros(19, dtype=np.uint8), fake_mnist["train-labels-idx1-ubyte"])
-    with pytest.raises(DataFileError) as info:
-        sources.read_mnist_files(fake_mnist, COUNTS)
+    with pytest.raises(DataError) as info:
+        mnist.read_mnist_files(fake_mnist, COUNTS)
     msg = str(info.value)
     assert "train-images-idx3-ubyte.gz" in msg and "train-labels-idx1-ubyte.gz" in msg
     assert "20 images and 19 labels" in msg
 
 
 def test_not_the_expected_count(fake_mnist):
-    with pytest.raises(DataFileError, match=r"t10k-images.*wrong count.*expected 11"):
-        sources.read_mnist_files(fake_mnist, {"train": 20, "t10k": 11})
+    with pytest.raises(DataError, match=r"t10k-images.*wrong count.*expected 11"):
+        mnist.read_mnist_files(fake_mnist, {"train": 20, "t10k": 11})
 
 
 @pytest.mark.parametrize("bad", [10, 255])
@@ -188,35 +189,35 @@ def test_label_out_of_range(fake_mnist, bad):
     labels = np.arange(20, dtype=np.uint8) % 10
     labels[7] = bad
     write_idx_gz(labels, fake_mnist["train-labels-idx1-ubyte"])
-    with pytest.raises(DataFileError, match=rf"train-labels-idx1-ubyte.gz: label {bad} is out of range 0-9"):
-        sources.read_mnist_files(fake_mnist, COUNTS)
+    with pytest.raises(DataError, match=rf"train-labels-idx1-ubyte.gz: label {bad} is out of range 0-9"):
+        mnist.read_mnist_files(fake_mnist, COUNTS)
 
 
 def test_negative_label_in_a_signed_file(fake_mnist):
     labels = np.arange(20) % 10
     labels[3] = -1
     fake_mnist["train-labels-idx1-ubyte"].write_bytes(gzip.compress(_idx(0x09, labels, ">i1")))
-    with pytest.raises(DataFileError, match=r"train-labels-idx1-ubyte.gz: label -1 is out of range"):
-        sources.read_mnist_files(fake_mnist, COUNTS)
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: label -1 is out of range"):
+        mnist.read_mnist_files(fake_mnist, COUNTS)
 
 
 def test_swapped_files(fake_mnist):
     paths = dict(fake_mnist)
     paths["train-images-idx3-ubyte"], paths["train-labels-idx1-ubyte"] = \
         fake_mnist["train-labels-idx1-ubyte"], fake_mnist["train-images-idx3-ubyte"]
-    with pytest.raises(DataFileError, match="expected uint8 images"):
-        sources.read_mnist_files(paths, COUNTS)
+    with pytest.raises(DataError, match="expected uint8 images"):
+        mnist.read_mnist_files(paths, COUNTS)
 
 
 def test_broken_file_inside_the_set_is_named(fake_mnist):
     path = fake_mnist["t10k-images-idx3-ubyte"]
     path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(DataFileError, match="t10k-images-idx3-ubyte.gz"):
-        sources.read_mnist_files(fake_mnist, COUNTS)
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz"):
+        mnist.read_mnist_files(fake_mnist, COUNTS)
 
 
 def test_embedded_subset_is_valid():
-    sets = sources.read_mnist_files(sources.embedded_subset_paths(), sources.SUBSET_COUNTS)
+    sets = mnist.read_mnist_files(mnist.embedded_subset_paths(), mnist.SUBSET_COUNTS)
     assert len(sets["train"]) == 6000 and len(sets["t10k"]) == 1000
     assert sorted(set(sets["train"].y.tolist())) == list(range(10))
 
@@ -225,7 +226,7 @@ def test_real_mnist_labels_match_published_content(mnist_root):
     folder = mnist_root / "mnist"
     for stem, count in (("train-labels-idx1-ubyte", 60000), ("t10k-labels-idx1-ubyte", 10000)):
         data = read_bytes(folder / f"{stem}.gz")
-        assert sha256(data) == sources.MNIST_FILES[stem]
+        assert sha256(data) == mnist.MNIST_FILES[stem]
         assert parse_idx(data, stem).shape == (count,)
     y = read_idx(folder / "train-labels-idx1-ubyte.gz")
     assert np.bincount(y).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from ssgan.data.idx import read_idx
-from ssgan.data.split import Split, SplitError, check_matches, draw_split, per_class_request
+from ssgan.errors import ConfigError, DataError
+from ssgan.data.split import Split, check_matches, draw_split, per_class_request
 
 
 def labels_of(counts: list[int], seed: int = 0) -> np.ndarray:
@@ -101,7 +102,7 @@ def test_unlabeled_indices_exclude_val_and_include_labeled(y):
 
 # ------------------------------------------------------------------------------------- impossible requests
 def test_total_not_divisible_names_nearest_valid_totals(y):
-    with pytest.raises(SplitError) as info:
+    with pytest.raises(ConfigError) as info:
         draw_split(y, 10, "toy", 0, labels=105)
     msg = str(info.value)
     assert "105" in msg and "10 classes" in msg and "100 or 110" in msg
@@ -109,12 +110,12 @@ def test_total_not_divisible_names_nearest_valid_totals(y):
 
 @pytest.mark.parametrize("labels", [15, 5, 0, -3])
 def test_nearest_totals_are_valid_requests(y, labels):
-    with pytest.raises(SplitError, match="10 or 20"):
+    with pytest.raises(ConfigError, match="10 or 20"):
         draw_split(y, 10, "toy", 0, labels=labels)
 
 
 def test_more_per_class_than_exist(y):
-    with pytest.raises(SplitError) as info:
+    with pytest.raises(ConfigError) as info:
         draw_split(y, 10, "toy", 0, labels_per_class=51)
     msg = str(info.value)
     assert "class 3 has only 50" in msg and "51 requested" in msg and "at most 50 per class" in msg
@@ -123,29 +124,29 @@ def test_more_per_class_than_exist(y):
 def test_val_holdout_counts_against_what_exists(y):
     # class 3 has exactly 50 images, but a 10% holdout leaves it 45 (and class 1, 55 -> 49 or 50)
     draw_split(y, 10, "toy", 0, labels_per_class=50)
-    with pytest.raises(SplitError, match=r"50 requested \(at most 45 per class here\)"):
+    with pytest.raises(ConfigError, match=r"50 requested \(at most 45 per class here\)"):
         draw_split(y, 10, "toy", 0, labels_per_class=50, val_size=60)
 
 
 @pytest.mark.parametrize("rate", [0.0, -0.1, 1.5])
 def test_rate_outside_unit_interval(y, rate):
-    with pytest.raises(SplitError, match=r"must be in \(0, 1\]"):
+    with pytest.raises(ConfigError, match=r"must be in \(0, 1\]"):
         draw_split(y, 10, "toy", 0, labeled_rate=rate)
 
 
 def test_no_request(y):
-    with pytest.raises(SplitError, match="--labels, --labels-per-class or --labeled-rate"):
+    with pytest.raises(ConfigError, match="--labels, --labels-per-class or --labeled-rate"):
         draw_split(y, 10, "toy", 0)
 
 
 def test_labels_per_class_zero(y):
-    with pytest.raises(SplitError, match=">= 1"):
+    with pytest.raises(ConfigError, match=">= 1"):
         draw_split(y, 10, "toy", 0, labels_per_class=0)
 
 
 @pytest.mark.parametrize("val_size", [-1, 600, 700])
 def test_val_size_out_of_range(y, val_size):
-    with pytest.raises(SplitError, match="--val-size"):
+    with pytest.raises(ConfigError, match="--val-size"):
         draw_split(y, 10, "toy", 0, labels=10, val_size=val_size)
 
 
@@ -161,20 +162,20 @@ def test_save_load_round_trip(y, tmp_path):
 
 def test_load_rejects_a_broken_file(tmp_path):
     (tmp_path / "a.json").write_text("{not json")
-    with pytest.raises(SplitError, match="a.json"):
+    with pytest.raises(DataError, match="a.json"):
         Split.load(tmp_path / "a.json")
     (tmp_path / "b.json").write_text('{"dataset": "toy"}')
-    with pytest.raises(SplitError, match="b.json: not a valid split file"):
+    with pytest.raises(DataError, match="b.json: not a valid split file"):
         Split.load(tmp_path / "b.json")
 
 
 def test_check_matches(y, tmp_path):
     s = draw_split(y, 10, "mnist", 0, labels=10)
     check_matches(s, "mnist", len(y), tmp_path / "split.json")  # its own dataset: fine
-    with pytest.raises(SplitError) as info:
+    with pytest.raises(DataError) as info:
         check_matches(s, "mnist-subset", len(y), tmp_path / "split.json")
     assert "split.json" in str(info.value) and "mnist-subset" in str(info.value)
-    with pytest.raises(SplitError, match="600 training images"):
+    with pytest.raises(DataError, match="600 training images"):
         check_matches(s, "mnist", 6000, tmp_path / "split.json")
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-import ssgan.train
-from ssgan import checkpoint
+import ssgan.training.loop
+from ssgan.training import checkpoint
 from ssgan import config as C
-from ssgan.data.sources import load_synthetic
+from ssgan.data.synthetic import load_synthetic
 from ssgan.data.split import Split, draw_split
 from ssgan.data.streams import IndexStream, LabeledStream, UnlabeledStream
 
@@ -132,7 +132,7 @@ def run_with_garbled_labels(monkeypatch, run_dir: Path, split_from: Path, keep_o
     run_dir.mkdir()
     shutil.copy(split_from / "split.json", run_dir / "split.json")
     split = Split.load(run_dir / "split.json")
-    real_load_source = ssgan.train.load_source
+    real_load_source = ssgan.training.loop.load_source
     garbled_count = []
 
     def load_source(cfg_data):
@@ -142,8 +142,8 @@ def run_with_garbled_labels(monkeypatch, run_dir: Path, split_from: Path, keep_o
         data.train.y = y_bad
         return data
 
-    monkeypatch.setattr(ssgan.train, "load_source", load_source)
-    ssgan.train.train(tiny_config(), run_dir)
+    monkeypatch.setattr(ssgan.training.loop, "load_source", load_source)
+    ssgan.training.loop.train(tiny_config(), run_dir)
     monkeypatch.undo()
     assert len(garbled_count) == 1
     return garbled_count[0]
@@ -152,7 +152,7 @@ def run_with_garbled_labels(monkeypatch, run_dir: Path, split_from: Path, keep_o
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("reference")
-    ssgan.train.train(tiny_config(), run_dir)
+    ssgan.training.loop.train(tiny_config(), run_dir)
     return run_dir
 
 

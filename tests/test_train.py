@@ -10,14 +10,18 @@ import pytest
 import torch
 import torch.nn as nn
 
-import ssgan.train as T
-from ssgan import checkpoint as ckpt
+import ssgan.training.loop as T
+from ssgan.training import checkpoint as ckpt
 from ssgan import cli
 from ssgan.algorithms import ALGORITHMS, build_algorithm
 from ssgan.algorithms.feature_matching import FeatureMatching
 from ssgan.algorithms.kplus1 import KPlus1
 from ssgan.data.sources import load_source
+from ssgan.errors import NonFiniteLoss
 from ssgan.nets import NETS, build_nets
+from ssgan.training.run import build_run, lr_factor, restore_models
+from ssgan.training.run_folder import load_or_draw_split
+from ssgan.training.step import d_step, frozen_bn_stats, g_step, make_step_parts
 
 from helpers_train import (TINY, TINY_DCGAN, cli_args, make_cfg, read_metrics, ssgan_command, subprocess_env,
                            torch_threads, without_timing)
@@ -126,8 +130,8 @@ def test_the_g_step_leaves_d_alone_and_generated_images_stay_out_of_d_batch_norm
     monkeypatch.setitem(ALGORITHMS, "d_off", DLossOff)
     dcgan28 = NETS["dcgan28"]
 
-    def with_half_g(cfg, channels, size, num_logits):
-        D, G = dcgan28(cfg, channels, size, num_logits)
+    def with_half_g(cfg, channels, size, num_logits, generator):
+        D, G = dcgan28(cfg, channels, size, num_logits, generator)
         return D, HalfG(G)
 
     monkeypatch.setitem(NETS, "dcgan28_half_g", with_half_g)
@@ -170,50 +174,36 @@ def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in module.state_dict().items()}
 
 
-def test_a_manual_g_step_as_in_the_loop_changes_g_only():
-    """The loop's G step: D frozen (requires_grad off), real features without grad, fakes under frozen BN."""
+def manual_parts():
+    """The step's parts as training builds them (make_step_parts), for the tiny DCGAN pair."""
     algo, D, G = manual_nets()
-    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3)
-    d_params = [p for p in D.parameters() if p.requires_grad]
+    cfg = make_cfg(TINY_DCGAN, train__batch_size=8)
+    return make_step_parts(cfg, algo, D, G, torch.device("cpu"))
+
+
+def test_the_g_step_changes_g_only_and_computes_no_gradient_of_d():
+    """g_step: D frozen (requires_grad off), real features without grad, fakes under frozen BN."""
+    parts = manual_parts()
+    D, G = parts.D, parts.G
     d_before, g_before = snapshot(D), snapshot(G)
-    x_unl = torch.rand(8, 1, 28, 28) * 2 - 1
-    for p in d_params:
-        p.requires_grad_(False)
-    with torch.no_grad():
-        _, feat_real = D(x_unl)
-    with T.frozen_bn_stats(D):
-        logits_fake, feat_fake = D(G(G.sample_z(8)))
-    g_loss, _ = algo.g_loss(logits_fake, feat_real, feat_fake)
-    opt_g.zero_grad()
-    g_loss.backward()
-    opt_g.step()
-    for p in d_params:
-        p.requires_grad_(True)
+    g_step(parts, torch.rand(8, 1, 28, 28) * 2 - 1)
     assert all(p.grad is None for p in D.parameters())           # no gradient of D was even computed
+    assert all(p.requires_grad for p in parts.d_params)          # and D is trainable again afterwards
     for name, p in D.named_parameters():
         assert torch.equal(p, d_before[name])
     g_after = dict(G.named_parameters())
     assert all(not torch.equal(g_after[n], g_before[n]) for n in g_after)
 
 
-def test_a_manual_d_step_as_in_the_loop_changes_d_only():
-    algo, D, G = manual_nets()
-    opt_d = torch.optim.Adam(D.parameters(), lr=1e-3)
+def test_the_d_step_changes_d_only():
+    parts = manual_parts()
+    D, G = parts.D, parts.G
     d_before, g_before = snapshot(D), snapshot(G)
     x_lab, y_lab = torch.rand(8, 1, 28, 28) * 2 - 1, torch.arange(8) % 4
-    x_unl = torch.rand(8, 1, 28, 28) * 2 - 1
-    x_fake = G(G.sample_z(8))
-    logits_real, _ = D(torch.cat([x_lab, x_unl]))
-    with T.frozen_bn_stats(D):
-        logits_fake, _ = D(x_fake.detach())
-    logits_lab, logits_unl = logits_real.split([8, 8])
-    d_loss, _ = algo.d_loss(logits_lab, y_lab, logits_unl, logits_fake)
-    opt_d.zero_grad()
-    d_loss.backward()
-    opt_d.step()
+    d_step(parts, x_lab, y_lab, torch.rand(8, 1, 28, 28) * 2 - 1)
     assert all(p.grad is None for p in G.parameters())
     for name, p in G.named_parameters():
-        assert torch.equal(p, g_before[name])
+        assert torch.equal(p, g_before[name]), name
     d_after = dict(D.named_parameters())
     assert all(not torch.equal(d_after[n], d_before[n]) for n in d_after)
 
@@ -226,7 +216,7 @@ def test_frozen_bn_stats_keeps_running_statistics_and_restores_momentum():
     net(torch.randn(8, 1, 8, 8))                                 # non-trivial statistics to start from
     before = bn_stats(snapshot(net))
     x = torch.randn(8, 1, 8, 8) * 3 + 2
-    with T.frozen_bn_stats(net):
+    with frozen_bn_stats(net):
         y_frozen = net(x)
         assert all(m.momentum == 0.0 for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
     for k, v in bn_stats(snapshot(net)).items():
@@ -235,17 +225,35 @@ def test_frozen_bn_stats_keeps_running_statistics_and_restores_momentum():
     y_free = net(x)                                              # batch statistics either way
     torch.testing.assert_close(y_frozen, y_free)
     assert not torch.equal(bn_stats(snapshot(net))["1.running_mean"], before["1.running_mean"])
-    with pytest.raises(RuntimeError), T.frozen_bn_stats(net):    # restored after an exception too
+    with pytest.raises(RuntimeError), frozen_bn_stats(net):    # restored after an exception too
         raise RuntimeError("boom")
     assert net[1].momentum == 0.1
 
 
 def test_linear_decay_reaches_zero_at_the_last_epoch():
-    cfg = make_cfg(optim__decay="linear", optim__decay_epochs=4, train__epochs=10)
-    assert T.lr_factor(cfg, 0.0) == 1.0 and T.lr_factor(cfg, 6.0) == 1.0
-    assert T.lr_factor(cfg, 8.0) == pytest.approx(0.5)
-    assert T.lr_factor(cfg, 10.0) == 0.0
-    assert T.lr_factor(make_cfg(), 1.5) == 1.0                   # no decay by default
+    factor = lr_factor(make_cfg(optim__decay="linear", optim__decay_epochs=4, train__epochs=10), 4)  # 4 steps/epoch
+    assert factor(0) == 1.0 and factor(6 * 4) == 1.0
+    assert factor(8 * 4) == pytest.approx(0.5) and factor(8 * 4 + 2) == pytest.approx(0.375)  # epoch 8.5
+    assert factor(10 * 4) == 0.0
+    assert lr_factor(make_cfg(), 4)(6) == 1.0                    # no decay by default
+
+
+def test_the_scheduler_sets_each_step_s_rate_and_resume_seeks_to_it(tmp_path):
+    """The recorded rate is the one the epoch's last step used; a resumed run continues the schedule."""
+    base = {**TINY, "optim.decay": "linear", "optim.decay_epochs": 2, "train.max_steps": 4, "train.sample_every": 0}
+    T.train(make_cfg(base, train__epochs=3), tmp_path / "a")
+    lrs = [r["lr"] for r in read_metrics(tmp_path / "a")]
+    lr = TINY["optim.lr"]
+    assert lrs == pytest.approx([lr, lr * (2 - 3 / 4) / 2, lr * (1 - 3 / 4) / 2])  # epoch 1 flat, then decaying
+    cfg = make_cfg(base, train__epochs=3)
+    data = load_source(cfg.data)
+    split = load_or_draw_split(cfg, data, tmp_path / "a")
+    state = build_run(cfg, data, split, torch.device("cpu")).state_dict()
+    state["epoch"], state["step"], state["acc"] = 2, 1, torch.zeros(4, 5)  # a checkpoint at epoch 2.25
+    run = build_run(cfg, data, split, torch.device("cpu"))
+    run.load_state_dict(state)
+    for opt in (run.parts.opt_d, run.parts.opt_g):
+        assert opt.param_groups[0]["lr"] == pytest.approx(lr * (3 - 2.25) / 2)
 
 
 # ------------------------------------------------------------------------------------------ resume
@@ -326,7 +334,7 @@ def test_a_nan_loss_stops_naming_term_and_step_and_keeps_the_last_good_checkpoin
     torch.manual_seed(0)
     monkeypatch.setitem(ALGORITHMS, "nan_test", NaNFromCall6)
     cfg = make_cfg(TINY, method__name="nan_test", train__epochs=3, train__max_steps=4, train__sample_every=0)
-    with pytest.raises(T.NonFiniteLoss) as e:
+    with pytest.raises(NonFiniteLoss) as e:
         T.train(cfg, tmp_path / "run")
     msg = str(e.value)
     assert "'d/unl'" in msg and "at step 6" in msg and "epoch 2" in msg
@@ -334,7 +342,7 @@ def test_a_nan_loss_stops_naming_term_and_step_and_keeps_the_last_good_checkpoin
     state = ckpt.load(tmp_path / "run")
     assert state["epoch"] == 1 and state["global_step"] == 4
     assert all(torch.isfinite(v).all() for v in state["D"].values() if v.is_floating_point())
-    _, _, D, G = ckpt.restore_models(state)
+    _, _, D, G = restore_models(state)
     assert torch.isfinite(D(torch.zeros(2, 1, 16, 16))[0]).all()
     assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1]
 

@@ -18,8 +18,11 @@ import time
 from pathlib import Path
 
 from . import config as C
-from .io import atomic_write_text
+from .algorithms import ALGORITHMS
+from .errors import ConfigError, DataError
+from .files import atomic_write_text
 from .tracking import log
+from .training.loop import train
 
 # Published MNIST test errors (out of 10,000), mean +- std, for the README table.
 PUBLISHED = {
@@ -38,9 +41,9 @@ def parse_int_list(text: str, flag: str) -> list[int]:
             else:
                 out.append(int(part))
     except ValueError:
-        raise ValueError(f"{flag} {text!r}: expected integers like 0-4 or 20,50,100") from None
+        raise ConfigError(f"{flag} {text!r}: expected integers like 0-4 or 20,50,100") from None
     if not out:
-        raise ValueError(f"{flag} is empty")
+        raise ConfigError(f"{flag} is empty")
     return out
 
 
@@ -62,11 +65,9 @@ def add_time(path: Path, wall_s: float, cpu_s: float) -> None:
 def run_grid(base: C.Config, methods: list[str], labels: list[int], seeds: list[int], out: Path,
              allow_subset: bool = False) -> list[dict]:
     """Run (or skip, or resume) every combination; returns one row per run."""
-    from .algorithms import ALGORITHMS
-    from .train import train
     for m in methods:
         if m not in ALGORITHMS:
-            raise ValueError(f"--methods: unknown method '{m}'; valid: {', '.join(ALGORITHMS)}")
+            raise ConfigError(f"--methods: unknown method '{m}'; valid: {', '.join(ALGORITHMS)}")
     rows = []
     for n_labels in labels:
         for method in methods:
@@ -90,7 +91,7 @@ def run_grid(base: C.Config, methods: list[str], labels: list[int], seeds: list[
                     log(f"bench: {run_dir.name} finished, skipped")
                 summary = json.loads(summary_path.read_text())
                 if summary["dataset"].endswith("-subset") and not allow_subset:
-                    raise ValueError(f"{run_dir} was trained on {summary['dataset']}; benchmarks need the full set")
+                    raise DataError(f"{run_dir} was trained on {summary['dataset']}; benchmarks need the full set")
                 timing = json.loads((run_dir / "bench_time.json").read_text())
                 rows.append({"method": method, "labels": n_labels, "seed": seed, "epochs": summary["epochs"],
                              "test_errors": summary["test_errors"], "test_acc": summary["test_acc"],

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import config as C
+from .errors import ConfigError, SsganError
 
 # Short aliases of the most used config keys: (flag, key, metavar).
 ALIASES = [
@@ -25,10 +26,6 @@ ALIASES = [
     ("--ema", "train.ema", "DECAY"), ("--amp", "train.amp", "MODE"), ("--device", "train.device", "DEV"),
     ("--lr", "optim.lr", "LR"), ("--max-steps", "train.max_steps", "N"),
 ]
-
-
-class UsageError(ValueError):
-    pass
 
 
 def _config_epilog() -> str:
@@ -47,11 +44,11 @@ def parse_overrides(rest: list[str]) -> dict[str, str]:
         if not arg.startswith("--") or "." not in arg.split("=")[0]:
             near = difflib.get_close_matches(arg.split("=")[0], valid, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(near)}?" if near else "; see --help"
-            raise UsageError(f"unknown option '{arg}'{hint}")
+            raise ConfigError(f"unknown option '{arg}'{hint}")
         key, eq, value = arg[2:].partition("=")
         if not eq:
             if i + 1 >= len(rest):
-                raise UsageError(f"option --{key} needs a value")
+                raise ConfigError(f"option --{key} needs a value")
             value, i = rest[i + 1], i + 1
         C.coerce(key, value)  # unknown keys and bad values fail here, naming the key
         out[key] = value
@@ -87,8 +84,8 @@ def config_from_args(args, rest: list[str], base: C.Config | None = None) -> C.C
 
 # ------------------------------------------------------------------------------------------ commands
 def cmd_train(args, rest) -> int:
-    from .runs import load_config, new_run_dir
-    from .train import train
+    from .training.loop import train
+    from .training.run_folder import load_config, new_run_dir
     if args.resume:
         run_dir = Path(args.resume)
         cfg = config_from_args(args, rest, base=load_config(run_dir))
@@ -97,7 +94,7 @@ def cmd_train(args, rest) -> int:
         cfg = config_from_args(args, rest)
         run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(cfg)
         if (run_dir / "checkpoints" / "last.pt").exists():
-            raise UsageError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick a new "
+            raise ConfigError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick a new "
                              "--run-dir")
         summary = train(cfg, run_dir)
     acc = summary.get("test_acc")
@@ -111,7 +108,7 @@ def cmd_train(args, rest) -> int:
 
 
 def cmd_evaluate(args, rest) -> int:
-    from .report import evaluate_checkpoint
+    from .evaluate import evaluate_checkpoint
     result = evaluate_checkpoint(args.checkpoint, which=args.which, use_ema=not args.no_ema,
                                  data_root=args.data_root, out=args.output, device=args.device)
     print(f"test accuracy {result['accuracy']:.4f} ({result['errors']} errors of {result['n']})")
@@ -122,16 +119,8 @@ def cmd_evaluate(args, rest) -> int:
 
 
 def cmd_sample(args, rest) -> int:
-    import torch
-
-    from .checkpoint import load, restore_models
-    from .samples import generate, save_grid
-    state = load(args.checkpoint, args.which)
-    _, _, _, G = restore_models(state)
-    if G is None:
-        raise UsageError(f"{args.checkpoint} has no generator (method 'supervised')")
-    z = G.sample_z(args.n, "cpu", torch.Generator().manual_seed(args.seed))
-    save_grid(generate(G, z), args.output)
+    from .samples import sample_checkpoint
+    sample_checkpoint(args.checkpoint, args.n, args.output, args.seed, args.which)
     print(f"wrote {args.n} samples to {args.output}")
     return 0
 
@@ -185,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ssgan", description="Semi-supervised image classification with GANs.",
         epilog="`ssgan COMMAND --help` describes each command; `ssgan train --help` lists every config key.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    debug_help = "on an error, show the full traceback instead of one line"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -248,31 +239,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     p.set_defaults(func=cmd_export)
+    for p in sub.choices.values():  # `ssgan train --debug` as well as `ssgan --debug train`
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    # Imported after parsing, so --help answers without loading torch.
-    from .checkpoint import CheckpointError
-    from .data.idx import DataFileError
-    from .data.split import SplitError
-    from .train import Interrupted, NonFiniteLoss
     try:
         if rest and args.command not in ("train", "bench"):
-            raise UsageError(f"unknown option(s) for '{args.command}': {' '.join(rest)}")
+            raise ConfigError(f"unknown option(s) for '{args.command}': {' '.join(rest)}")
         return args.func(args, rest)
-    except Interrupted as e:
-        print(f"ssgan: {e}", file=sys.stderr)
-        return 130
-    except NonFiniteLoss as e:
-        print(f"ssgan: error: {e}", file=sys.stderr)
-        return 3
-    except (UsageError, C.ConfigError, SplitError, DataFileError, CheckpointError, FileNotFoundError,
-            ValueError) as e:
-        print(f"ssgan: error: {e}", file=sys.stderr)
-        return 2
+    except SsganError as e:  # a user's error: one clean line; anything else is a bug and keeps its traceback
+        if args.debug:
+            raise
+        print(f"ssgan: {'' if e.exit_code == 130 else 'error: '}{e}", file=sys.stderr)
+        return e.exit_code
 
 
 if __name__ == "__main__":

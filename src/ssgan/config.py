@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
+import functools
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +16,7 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration key or value that cannot be used; the message says how to fix it."""
+from .errors import ConfigError
 
 
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None):
@@ -32,7 +30,9 @@ class DataConfig:
     image_size: int | None = _f(None, "side in pixels images are resized to; None: the source's own (MNIST 28; "
                                       "for folders the nearest of 28/32/64 to the labeled images' median)")
     channels: int | None = _f(None, "image channels; None: the data source's own (1 for MNIST)")
-    labels: int | None = _f(100, "labeled images in total, class-balanced (100 = 10 per class, the paper protocol)")
+    labels: int | None = _f(None, "labeled images in total, class-balanced; None (and no other label option): the "
+                                  "dataset's own: 100 for MNIST (10 per class, the paper protocol), every image "
+                                  "in labeled/ for a folder")
     labels_per_class: int | None = _f(None, "labeled images per class (instead of --labels)")
     labeled_rate: float | None = _f(None, "fraction of training images labeled, in (0, 1] (instead of --labels)")
     split_seed: int = _f(0, "seed of the labeled/validation draw, separate from the training seed")
@@ -46,8 +46,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    net: str = _f("dcgan", "network pair from the NETS registry: dcgan (the recipe's design at the image "
-                           "size), dcgan28, dcgan32, dcgan64, mlp")
+    net: str = _f("mlp", "network pair from the NETS registry: mlp (Salimans et al.'s MNIST pair, the one with "
+                         "measured results), dcgan (the recipe's design at the image size), dcgan28, dcgan32, dcgan64")
     width: float = _f(1.0, "channel multiplier of the DCGAN nets; 0.25 trains the recipe in minutes on a CPU")
     dropout: float = _f(0.3, "dropout probability in the DCGAN nets (the recipe passed keep_prob 0.7)")
     z_dim: int = _f(100, "latent size, as in the recipe and Salimans et al.")
@@ -55,7 +55,8 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = _f("kplus1", "method from the ALGORITHMS registry (kplus1, fm, supervised)")
+    name: str = _f("fm", "method from the ALGORITHMS registry: fm (Salimans et al., the measured best), kplus1, "
+                         "supervised")
     fm_distance: str = _f("l2", "feature-matching distance: l2 as in Salimans et al., l1 as the recipe's text",
                           ("l2", "l1"))
     unsup_weight: float = _f(1.0, "weight of the unsupervised real/fake term in the D loss")
@@ -65,12 +66,13 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = _f(2e-4, "Adam learning rate of D and G (DCGAN's 2e-4; Salimans used 3e-3 for the MLP)")
+    lr: float = _f(3e-3, "Adam learning rate of D and G (Salimans et al.'s for the mlp pair; the DCGAN nets "
+                         "want about 2e-4)")
     g_lr: float | None = _f(None, "G's learning rate; None: the same as lr")
     beta1: float = _f(0.5, "Adam beta1; 0.5 is the GAN standard since DCGAN")
     beta2: float = _f(0.999, "Adam beta2")
-    eps: float = _f(1e-8, "Adam epsilon, added to sqrt(v) (torch's convention; Salimans et al.'s Theano Adam "
-                          "put 1e-8 inside the sqrt, which acts like ~1e-4 here)")
+    eps: float = _f(1e-4, "Adam epsilon, added to sqrt(v): Salimans et al.'s Theano Adam put 1e-8 inside the "
+                          "sqrt, which acts like ~1e-4 here; with torch's 1e-8 the mlp pair collapsed")
     decay: str = _f("none", "learning-rate schedule: none, or linear to zero over the last decay_epochs",
                     ("none", "linear"))
     decay_epochs: int = _f(0, "epochs at the end over which 'linear' decays the rate to zero; 0: all")
@@ -83,8 +85,8 @@ class TrainConfig:
     epochs: int = _f(10, "passes over the unlabeled data")
     batch_size: int = _f(100, "images per batch in each stream (labeled, unlabeled, generated)")
     seed: int = _f(0, "training seed (weights, batch order, noise); the split has its own")
-    ema: float | None = _f(None, "decay of an exponential moving average of D's weights used for evaluation; "
-                                 "None: evaluate D itself")
+    ema: float | None = _f(0.999, "decay of an exponential moving average of D's weights used for evaluation "
+                                  "(Salimans et al.'s code); None: evaluate D itself")
     amp: str = _f("none", "mixed precision: none or bf16 autocast", ("none", "bf16"))
     device: str = _f("auto", "auto, cpu, cuda, cuda:K or mps")
     threads: int | None = _f(None, "torch intra-op threads; None: torch's default (one per core)")
@@ -108,24 +110,19 @@ class Config:
         return dataclasses.asdict(self)
 
 
-SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+SECTIONS: dict[str, type] = typing.get_type_hints(Config)  # {"data": DataConfig, ...}
 # The label request is one choice: setting one of these in a layer clears the others of the layer below.
 LABEL_KEYS = ("labels", "labels_per_class", "labeled_rate")
 
 
-def _section_cls(name: str):
-    return {"data": DataConfig, "model": ModelConfig, "method": MethodConfig,
-            "optim": OptimConfig, "train": TrainConfig}[name]
-
-
 def all_keys() -> list[str]:
-    return [f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(_section_cls(s))]
+    return [f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(SECTIONS[s])]
 
 
 def _field(key: str) -> dataclasses.Field:
     section, _, name = key.partition(".")
     if section in SECTIONS and name:
-        for f in dataclasses.fields(_section_cls(section)):
+        for f in dataclasses.fields(SECTIONS[section]):
             if f.name == name:
                 return f
     near = difflib.get_close_matches(key, all_keys(), n=3, cutoff=0.5)
@@ -133,17 +130,23 @@ def _field(key: str) -> dataclasses.Field:
     raise ConfigError(f"unknown config key '{key}'{hint}")
 
 
-def _allowed_types(annotation) -> tuple[list[type], bool]:
-    """The concrete types a field accepts and whether None is allowed (annotations are strings here)."""
-    hint = eval(annotation, {"types": types}) if isinstance(annotation, str) else annotation  # noqa: S307
-    args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) else (hint,)
+@functools.cache
+def _hints(section: str) -> dict[str, Any]:
+    return typing.get_type_hints(SECTIONS[section])  # annotations are strings (postponed evaluation)
+
+
+def _allowed_types(key: str) -> tuple[list[type], bool]:
+    """The concrete types a field accepts and whether None is allowed: `int | None` -> ([int], True)."""
+    section, _, name = key.partition(".")
+    hint = _hints(section)[name]
+    args = typing.get_args(hint) or (hint,)
     return [a for a in args if a is not type(None)], type(None) in args
 
 
 def coerce(key: str, value: Any) -> Any:
     """Check (and, for strings from the command line, parse) a value against the field's type."""
     f = _field(key)
-    kinds, nullable = _allowed_types(f.type)
+    kinds, nullable = _allowed_types(key)
     if isinstance(value, str) and value.lower() in ("none", "null", "~") and nullable:
         return None
     if value is None:
@@ -272,6 +275,6 @@ def help_lines() -> list[tuple[str, str, str]]:
     """(key, default, help) for every field: the source of `ssgan train --help`."""
     rows = []
     for section in SECTIONS:
-        for f in dataclasses.fields(_section_cls(section)):
+        for f in dataclasses.fields(SECTIONS[section]):
             rows.append((f"{section}.{f.name}", repr(f.default), f.metadata["help"]))
     return rows

@@ -1,9 +1,20 @@
-"""Accuracy, error count, per-class accuracy and confusion matrix of the discriminator's classes."""
+"""Scoring the discriminator's classes, and `ssgan evaluate`: a checkpoint's test-set report as
+JSON (accuracy, errors, per-class accuracy, confusion matrix) plus a confusion-matrix PNG.
+"""
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import torch
 
-from .data.sources import to_unit_range
+from .data.sources import load_source
+from .data.transforms import to_unit_range
+from .errors import DataError
+from .files import atomic_write, atomic_write_text
+from .training import checkpoint
+from .training.distributed import resolve_device
+from .training.run import restore_models
 
 
 @torch.no_grad()
@@ -22,12 +33,18 @@ def class_logits(D, algorithm, images: torch.Tensor, batch_size: int, device: to
     return torch.cat(out) if out else torch.empty(0)
 
 
+def accuracy_and_errors(D, algorithm, images, labels, batch_size, device, amp=False) -> tuple[float, int]:
+    pred = class_logits(D, algorithm, images, batch_size, device, amp).argmax(1)
+    errors = int((pred != labels).sum())
+    return 1.0 - errors / max(1, len(labels)), errors
+
+
 def confusion(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(K, K) counts: row = true class, column = predicted class."""
     return torch.bincount(y_true * num_classes + y_pred, minlength=num_classes ** 2).view(num_classes, num_classes)
 
 
-def report(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> dict:
+def scores(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> dict:
     cm = confusion(y_true, y_pred, num_classes)
     per_class = (cm.diag().float() / cm.sum(1).clamp_min(1).float()).tolist()
     errors = int(len(y_true) - cm.diag().sum())
@@ -35,7 +52,44 @@ def report(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> dict
             "per_class_accuracy": per_class, "confusion": cm.tolist()}
 
 
-def accuracy_and_errors(D, algorithm, images, labels, batch_size, device, amp=False) -> tuple[float, int]:
-    pred = class_logits(D, algorithm, images, batch_size, device, amp).argmax(1)
-    errors = int((pred != labels).sum())
-    return 1.0 - errors / max(1, len(labels)), errors
+def evaluate_checkpoint(path: str, which: str = "last", use_ema: bool = True, data_root: str | None = None,
+                        out: str | None = None, device: str = "auto") -> dict:
+    """`ssgan evaluate`: score a checkpoint on its dataset's test set; writes the JSON and the PNG."""
+    ckpt_path = checkpoint.resolve(path, which)
+    state = checkpoint.load(ckpt_path)
+    cfg, algo, D, _ = restore_models(state, use_ema=use_ema)
+    if data_root:
+        cfg.data.root = data_root
+    data = load_source(cfg.data)
+    if data.test is None:
+        raise DataError(f"dataset {cfg.data.dataset} has no test set to evaluate on (a folder needs test/<class>/)")
+    dev = resolve_device(device)
+    D.to(dev)
+    pred = class_logits(D, algo, data.test.x, cfg.train.eval_batch_size, dev).argmax(1)
+    result = {"checkpoint": str(ckpt_path), "dataset": data.name, "classes": state["classes"],
+              "ema": bool(use_ema and state.get("ema")), "epoch": state["epoch"],
+              **scores(data.test.y, pred, len(state["classes"]))}
+    run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+    json_path = Path(out) if out else run_dir / f"evaluation-{ckpt_path.stem}.json"
+    png_path = json_path.with_suffix(".png")
+    result["json"], result["png"] = str(json_path), str(png_path)
+    atomic_write_text(json_path, json.dumps(result, indent=1))
+    plot_confusion(result["confusion"], state["classes"], png_path)
+    return result
+
+
+def plot_confusion(cm: list[list[int]], classes: list[str], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1 + 0.5 * k, 1 + 0.5 * k))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i][j]), ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(k), classes, rotation=90), ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)

@@ -9,8 +9,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .checkpoint import load, restore_models
-from .io import atomic_write
+from .errors import ConfigError
+from .files import atomic_write
+from .training import checkpoint as ckpt
+from .training.run import restore_models
 
 
 class Classifier(nn.Module):
@@ -36,7 +38,7 @@ def metadata(state: dict) -> dict:
 
 
 def export(checkpoint: str, fmt: str, output: str) -> dict:
-    state = load(checkpoint)
+    state = ckpt.load(checkpoint)
     _, algo, D, _ = restore_models(state)
     model = Classifier(D, algo).eval()
     meta = metadata(state)
@@ -57,6 +59,6 @@ def export(checkpoint: str, fmt: str, output: str) -> dict:
             traced = torch.jit.trace(model, example)
             torch.jit.save(traced, str(tmp), _extra_files={"ssgan.json": json.dumps(meta)})
     else:
-        raise ValueError(f"--format {fmt!r}: expected onnx or torchscript")
+        raise ConfigError(f"--format {fmt!r}: expected onnx or torchscript")
     atomic_write(output, write)
     return meta

@@ -15,10 +15,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load, restore_models
-from .data.folder import FileImages, IMAGE_EXTS, check_image
-from .data.sources import to_unit_range
-from .io import atomic_write_text
+from .data.folder import IMAGE_EXTS, FileImages, check_image
+from .data.transforms import to_unit_range
+from .errors import DataError
+from .files import atomic_write_text
+from .training import checkpoint as ckpt
+from .training.distributed import resolve_device
+from .training.run import restore_models
 
 
 def collect_images(paths: list[str]) -> list[Path]:
@@ -31,24 +34,25 @@ def collect_images(paths: list[str]) -> list[Path]:
         elif p.is_file():
             files.append(p)
         else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
+            raise DataError(f"{p}: no such file or folder")
     for f in files:
         problem = check_image(f)
         if problem:
-            raise ValueError(f"{f}: {problem}")
+            raise DataError(f"{f}: {problem}")
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) found in {' '.join(paths)}")
+        raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) found in {' '.join(paths)}")
     return files
 
 
 @torch.no_grad()
-def probabilities(checkpoint: str, files: list[Path], batch_size: int = 256, device: str = "cpu",
+def probabilities(path: str, files: list[Path], batch_size: int = 256, device: str = "cpu",
                   progress: bool = True) -> tuple[torch.Tensor, list[str]]:
     """(N, K) class probabilities of the files, and the class names."""
-    state = load(checkpoint)
+    state = ckpt.load(path)
     _, algo, D, _ = restore_models(state)
     channels, size = state["input_shape"]
     images = FileImages(files, size, channels)
+    device = resolve_device(device)
     D.to(device)
     out = []
     for i in tqdm(range(0, len(images), batch_size), desc="predict", disable=not progress or None, leave=False):

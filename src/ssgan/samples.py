@@ -1,12 +1,16 @@
-"""Sample grids from the generator (torchvision.utils) and loss/accuracy plots (matplotlib)."""
+"""Sample grids from the generator (torchvision's save_image), `ssgan sample`, and the run's
+loss and accuracy plots (matplotlib)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid
+from torchvision.utils import save_image
 
-from .io import atomic_write
+from .errors import CheckpointError
+from .files import atomic_write
+from .training import checkpoint
+from .training.run import restore_models
 
 
 @torch.no_grad()
@@ -20,12 +24,20 @@ def generate(G, z: torch.Tensor) -> torch.Tensor:
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> None:
-    """Save (N, C, H, W) images in [-1, 1] as one PNG grid."""
-    from PIL import Image
+    """Save (N, C, H, W) images in [-1, 1] as one PNG grid, about square."""
     nrow = nrow or max(1, int(len(images) ** 0.5))
-    grid = make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
-    array = grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: save_image(images, tmp, nrow=nrow, normalize=True, value_range=(-1, 1),
+                                              pad_value=1.0, format="png"))
+
+
+def sample_checkpoint(path: str, n: int, output: str, seed: int = 0, which: str = "last") -> None:
+    """`ssgan sample`: a grid of n images from a checkpoint's generator, noise seeded by `seed`."""
+    state = checkpoint.load(path, which)
+    _, _, _, G = restore_models(state)
+    if G is None:
+        raise CheckpointError(f"{path} has no generator (method {state['config']['method']['name']!r})")
+    z = G.sample_z(n, "cpu", torch.Generator().manual_seed(seed))
+    save_grid(generate(G, z), output)
 
 
 def plot_curves(records: list[dict], folder: str | Path) -> None:

@@ -1,17 +1,53 @@
-"""Console lines and metrics files: metrics.jsonl (one JSON record per epoch) and metrics.csv."""
+"""Console lines, progress within an epoch, and the metrics files: metrics.jsonl (one JSON record
+per epoch) and metrics.csv."""
 from __future__ import annotations
 
 import csv
 import io
 import json
 import sys
+import time
 from pathlib import Path
 
-from .io import atomic_write_text
+from tqdm import tqdm
+
+from .files import atomic_write_text
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stdout, flush=True)
+
+
+class Progress:
+    """Steps through an epoch: a tqdm bar on a terminal; elsewhere (a log file, CI, nohup) a plain
+    line every `every` of the epoch and at most one per `min_interval_s`, so that a slow epoch is
+    never silent and a fast one does not flood the log."""
+
+    def __init__(self, desc: str, first: int, total: int, enabled: bool = True, every: float = 0.05,
+                 min_interval_s: float = 10.0):
+        self.desc, self.total, self.enabled = desc, total, enabled
+        self.every, self.min_interval_s = max(1, round(every * total)), min_interval_s
+        self.bar = tqdm(total=total, initial=first, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0) \
+            if enabled and sys.stdout.isatty() else None
+        self.last_step, self.last_time, self.t0, self.first = first, time.monotonic(), time.monotonic(), first
+
+    def update(self, step: int, losses: dict[str, float]) -> None:
+        shown = {k: f"{v:.3f}" for k, v in losses.items()}
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(shown)
+            return
+        now = time.monotonic()
+        if not self.enabled or step - self.last_step < self.every or now - self.last_time < self.min_interval_s:
+            return
+        rate = (step - self.first) / max(now - self.t0, 1e-9)
+        log(f"{self.desc}: step {step}/{self.total} ({100 * step / self.total:.0f}%), {rate:.1f} steps/s, "
+            + ", ".join(f"{k} {v}" for k, v in shown.items()))
+        self.last_step, self.last_time = step, now
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class Metrics:
@@ -55,3 +91,20 @@ def epoch_line(r: dict) -> str:
         parts.append(f"test acc {r['test_acc']:.4f} ({r['test_errors']} errors)")
     parts.append(f"{r['epoch_time']:.1f}s, {r['images_per_s']:.0f} img/s")
     return " | ".join(parts)
+
+
+def write_summary(run_dir: Path, records: list[dict], wall_time: float, dataset: str, n_test: int) -> dict:
+    """summary.json: the last epoch's figures, and those of the best-validation epoch if any."""
+    last = records[-1]
+    summary = {"dataset": dataset, "epochs": last["epoch"], "n_test": n_test,
+               "test_acc": last["test_acc"], "test_errors": last["test_errors"],
+               "val_acc": last["val_acc"], "train_time_s": sum(r["epoch_time"] for r in records),
+               "wall_time_s_this_session": wall_time,
+               "images_per_s": sum(r["images_per_s"] for r in records) / len(records)}
+    with_val = [r for r in records if r["val_acc"] is not None]
+    if with_val:
+        best = max(with_val, key=lambda r: r["val_acc"])  # first epoch with the highest val accuracy
+        summary["best_val"] = {"epoch": best["epoch"], "val_acc": best["val_acc"], "test_acc": best["test_acc"],
+                               "test_errors": best["test_errors"]}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    return summary

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..config import MethodConfig
+from ..errors import ConfigError
 from .base import Algorithm
 from .feature_matching import FeatureMatching
 from .kplus1 import KPlus1
@@ -16,5 +17,5 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
 
 def build_algorithm(cfg: MethodConfig) -> Algorithm:
     if cfg.name not in ALGORITHMS:
-        raise ValueError(f"unknown method '{cfg.name}'; valid: {', '.join(ALGORITHMS)}")
+        raise ConfigError(f"unknown method '{cfg.name}'; valid: {', '.join(ALGORITHMS)}")
     return ALGORITHMS[cfg.name](cfg)

@@ -14,11 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .idx import DataFileError, read_bytes, sha256
-
-
-class DownloadError(RuntimeError):
-    """No mirror delivered a good copy; the message lists what was tried."""
+from ..errors import DataError, DownloadError
+from .idx import read_bytes, sha256
 
 
 def fetch(url: str, timeout: float) -> bytes:
@@ -29,7 +26,7 @@ def fetch(url: str, timeout: float) -> bytes:
         except http.client.IncompleteRead as e:  # connection closed before Content-Length bytes: checked below
             data = e.partial
     if expected is not None and len(data) != int(expected):
-        raise DataFileError(f"{url}: truncated download ({len(data)} of {expected} bytes)")
+        raise DataError(f"{url}: truncated download ({len(data)} of {expected} bytes)")
     return data
 
 
@@ -47,13 +44,13 @@ def download_verified(filename: str, sha256_of_content: str, mirrors: list[str],
                 out.write(fetch(url, timeout))
             digest = sha256(read_bytes(tmp))
             if digest != sha256_of_content:
-                raise DataFileError(f"checksum mismatch: sha256 of content {digest[:16]}..., "
+                raise DataError(f"checksum mismatch: sha256 of content {digest[:16]}..., "
                                     f"expected {sha256_of_content[:16]}...")
             target = folder / filename
             os.replace(tmp, target)
             return target
         # HTTPException: a server that answers with something other than HTTP (it is not an OSError)
-        except (urllib.error.URLError, OSError, http.client.HTTPException, DataFileError, ValueError) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException, DataError, ValueError) as e:
             failures.append(f"{url}: {getattr(e, 'reason', e)}")
         finally:
             tmp.unlink(missing_ok=True)

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from torchvision.datasets.folder import make_dataset
 
-from .idx import DataFileError
-from .sources import ImageSet, SourceData
+from ..errors import DataError
+from .base import ImageSet, SourceData
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 SIZES = (28, 32, 64)  # sizes the DCGAN nets are built for; an inferred size snaps to the nearest
@@ -37,9 +38,8 @@ class FileImages:
         self._paths = np.array([os.fsencode(p) for p in paths], dtype=np.bytes_)
         self.size, self.channels = size, channels
 
-    @property
-    def paths(self) -> list[Path]:
-        return [Path(os.fsdecode(p)) for p in self._paths]
+    def path(self, i: int) -> Path:
+        return Path(os.fsdecode(self._paths[i]))
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -49,7 +49,7 @@ class FileImages:
         return len(self._paths)
 
     def load(self, i: int) -> torch.Tensor:
-        path = Path(os.fsdecode(self._paths[i]))
+        path = self.path(i)
         try:
             with Image.open(path) as im:
                 if im.mode.startswith("I;16"):  # 16-bit gray: PIL's convert clips at 255 instead of scaling
@@ -59,7 +59,7 @@ class FileImages:
                 im = im.resize((self.size, self.size), Image.BILINEAR)
                 array = np.asarray(im, dtype=np.uint8)
         except (OSError, UnidentifiedImageError, ValueError) as e:
-            raise DataFileError(f"{path}: cannot read image ({e}); fix or remove it, or pass "
+            raise DataError(f"{path}: cannot read image ({e}); fix or remove it, or pass "
                                 "--data.skip_bad_files=true") from None
         t = torch.from_numpy(array.copy())
         return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)  # (C, H, W)
@@ -77,10 +77,8 @@ class FileImages:
             (0,) + self.shape[1:], dtype=torch.uint8)  # (B, C, H, W)
 
 
-def _files(folder: Path, recursive: bool) -> list[Path]:
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.is_file() and not any(part.startswith(".") for part in
-                                                               p.relative_to(folder).parts))
+def _hidden(path: Path, folder: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
 
 
 def check_image(path: Path) -> str | None:
@@ -97,45 +95,53 @@ def check_image(path: Path) -> str | None:
     return None
 
 
-def _screen(paths: list[Path], skip: bool, bad: list[str]) -> list[Path]:
-    good = []
-    for p in paths:
-        problem = check_image(p)
-        if problem is None:
-            good.append(p)
-        elif skip:
-            bad.append(f"{p}\t{problem}")
-        else:
-            raise DataFileError(f"{p}: {problem}; fix or remove it, or pass --data.skip_bad_files=true")
-    return good
+class Screen:
+    """Keeps good image files; a bad one fails the run, naming it, or with `skip` is listed and left out."""
+
+    def __init__(self, folder: Path, skip: bool):
+        self.folder, self.skip, self.bad = folder, skip, []
+
+    def __call__(self, path: str | Path) -> bool:
+        path = Path(path)
+        if _hidden(path, self.folder):
+            return False
+        problem = check_image(path)
+        if problem is not None and not self.skip:
+            raise DataError(f"{path}: {problem}; fix or remove it, or pass --data.skip_bad_files=true")
+        if problem is not None:
+            self.bad.append(f"{path}\t{problem}")
+        return problem is None
 
 
-def _class_folders(root: Path, what: str) -> dict[str, Path]:
+def _by_class(root: Path, what: str, screen: Screen, classes: list[str] | None = None) -> tuple[list[str], list]:
+    """Class names (sorted subfolders, or the given ones) and the (path, class index) of every good image."""
     if not root.is_dir():
-        raise FileNotFoundError(f"{root} is missing: {what} needs one subfolder per class "
-                                f"({root}/<class_name>/*.png)")
-    classes = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
-    if not classes:
-        raise FileNotFoundError(f"{root} has no class subfolders ({root}/<class_name>/*.png)")
-    return classes
+        raise DataError(f"{root} is missing: {what} needs one subfolder per class ({root}/<class_name>/*.png)")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise DataError(f"{root} has no class subfolders ({root}/<class_name>/*.png)")
+    unknown = [n for n in found if classes is not None and n not in classes]
+    if unknown:
+        raise DataError(f"{root}: classes {unknown} are not among the labeled classes {classes}")
+    classes = classes or found
+    # torchvision's walk of the class folders; the checks of each file are ours (Screen)
+    samples = make_dataset(str(root), {c: i for i, c in enumerate(classes) if c in found}, is_valid_file=screen,
+                           allow_empty=True)
+    empty = [c for c in found if classes.index(c) not in {i for _, i in samples}]
+    if empty and what == "labeled/":
+        raise DataError(f"{root / empty[0]}: class '{empty[0]}' has no usable images")
+    return classes, samples
 
 
 def load_folder(cfg, path: Path) -> SourceData:
     path = path.expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(f"folder:{path}: no such folder")
-    bad: list[str] = []
-    skip = cfg.skip_bad_files
-    class_dirs = _class_folders(path / "labeled", "labeled/")
-    classes = list(class_dirs)
-    lab_paths, lab_y = [], []
-    for c, (name, folder) in enumerate(class_dirs.items()):
-        files = _screen(_files(folder, recursive=True), skip, bad)
-        if not files:
-            raise DataFileError(f"{folder}: class '{name}' has no usable images")
-        lab_paths += files
-        lab_y += [c] * len(files)
-    unl_paths = _screen(_files(path / "unlabeled", recursive=True), skip, bad) if (path / "unlabeled").is_dir() else []
+        raise DataError(f"folder:{path}: no such folder")
+    screens = [Screen(path / part, cfg.skip_bad_files) for part in ("labeled", "unlabeled", "test")]
+    classes, labeled = _by_class(path / "labeled", "labeled/", screens[0])
+    lab_paths, lab_y = [Path(p) for p, _ in labeled], [c for _, c in labeled]
+    unl_root = path / "unlabeled"
+    unl_paths = sorted(p for p in unl_root.rglob("*") if p.is_file() and screens[1](p)) if unl_root.is_dir() else []
 
     notes = []
     channels, size = cfg.channels, cfg.image_size
@@ -155,25 +161,20 @@ def load_folder(cfg, path: Path) -> SourceData:
 
     test = None
     if (path / "test").is_dir():
-        test_dirs = _class_folders(path / "test", "test/")
-        unknown = [n for n in test_dirs if n not in class_dirs]
-        if unknown:
-            raise DataFileError(f"{path / 'test'}: classes {unknown} are not among the labeled classes {classes}")
-        t_paths, t_y = [], []
-        for name, folder in test_dirs.items():
-            files = _screen(_files(folder, recursive=True), skip, bad)
-            t_paths += files
-            t_y += [classes.index(name)] * len(files)
-        test = ImageSet(FileImages(t_paths, size, channels), torch.tensor(t_y, dtype=torch.long))
+        _, tested = _by_class(path / "test", "test/", screens[2], classes)
+        test = ImageSet(FileImages([Path(p) for p, _ in tested], size, channels),
+                        torch.tensor([c for _, c in tested], dtype=torch.long))
 
     # The training set is the labeled images followed by the unlabeled ones (label -1): the split
     # draws labeled images only where a label exists, and every image serves as unlabeled data.
     train = ImageSet(FileImages(lab_paths + unl_paths, size, channels),
                      torch.tensor(lab_y + [-1] * len(unl_paths), dtype=torch.long))
+    bad = [line for screen in screens for line in screen.bad]
     note = f"folder {path}: {len(lab_paths)} labeled images in {len(classes)} classes, {len(unl_paths)} unlabeled"
     note += f", {len(test)} test" if test is not None else ", no test/ folder"
     if notes:
         note += "; " + "; ".join(notes)
     if bad:
         note += f"; skipped {len(bad)} bad files (listed in bad_files.txt)"
-    return SourceData(f"folder:{path}", train, test, classes, note=note, bad_files=bad)
+    # A user's labeled/ folder is the labeled set: all of it unless a label option subsamples it.
+    return SourceData(f"folder:{path}", train, test, classes, {"labeled_rate": 1.0}, note=note, bad_files=bad)

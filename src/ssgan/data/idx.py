@@ -14,13 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
+
 # IDX type codes; MNIST uses only unsigned bytes.
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
            0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
-
-
-class DataFileError(ValueError):
-    """A data file that exists but cannot be used; the message names it and says what is wrong."""
 
 
 def read_bytes(path: Path) -> bytes:
@@ -30,28 +28,28 @@ def read_bytes(path: Path) -> bytes:
         try:
             return gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
-            raise DataFileError(f"{path}: corrupted or truncated gzip data ({e})") from None
+            raise DataError(f"{path}: corrupted or truncated gzip data ({e})") from None
     return raw
 
 
 def parse_idx(data: bytes, name: str | Path = "<bytes>") -> np.ndarray:
     """Decode IDX bytes into an array, checking the magic number and that the length matches the header."""
     if len(data) < 4:
-        raise DataFileError(f"{name}: {len(data)} bytes is too short for an IDX header")
+        raise DataError(f"{name}: {len(data)} bytes is too short for an IDX header")
     zero1, zero2, code, ndim = struct.unpack(">BBBB", data[:4])
     if zero1 != 0 or zero2 != 0 or code not in _DTYPES or not 1 <= ndim <= 4:
-        raise DataFileError(f"{name}: wrong magic number 0x{data[:4].hex()} (not an IDX file; expected "
+        raise DataError(f"{name}: wrong magic number 0x{data[:4].hex()} (not an IDX file; expected "
                             "0x00000801 for labels or 0x00000803 for images)")
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise DataFileError(f"{name}: truncated header ({len(data)} bytes, need {header})")
+        raise DataError(f"{name}: truncated header ({len(data)} bytes, need {header})")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     dtype = np.dtype(_DTYPES[code])
     # math.prod, not np.prod: a corrupted header's dimensions would overflow int64 and misreport the error.
     expected = header + math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "has trailing bytes"
-        raise DataFileError(f"{name}: {what}: {len(data)} bytes, but its header {tuple(shape)} needs {expected}")
+        raise DataError(f"{name}: {what}: {len(data)} bytes, but its header {tuple(shape)} needs {expected}")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 

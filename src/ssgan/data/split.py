@@ -14,11 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write_text
-
-
-class SplitError(ValueError):
-    """An impossible label request; the message says what would be valid."""
+from ..errors import ConfigError, DataError
+from ..files import atomic_write_text
 
 
 @dataclass
@@ -49,7 +46,7 @@ class Split:
         try:
             return cls(**json.loads(Path(path).read_text()))
         except (json.JSONDecodeError, TypeError) as e:
-            raise SplitError(f"{path}: not a valid split file ({e})") from None
+            raise DataError(f"{path}: not a valid split file ({e})") from None
 
 
 def per_class_request(counts: np.ndarray, labels: int | None, labels_per_class: int | None,
@@ -59,25 +56,25 @@ def per_class_request(counts: np.ndarray, labels: int | None, labels_per_class: 
     if labels is not None:
         if labels <= 0 or labels % k:
             lo = max(k, labels // k * k)
-            raise SplitError(f"--labels {labels} cannot be split evenly over {k} classes; "
+            raise ConfigError(f"--labels {labels} cannot be split evenly over {k} classes; "
                              f"nearest valid totals: {lo} or {lo + k}")
         want, request = np.full(k, labels // k), f"labels={labels}"
     elif labels_per_class is not None:
         if labels_per_class <= 0:
-            raise SplitError(f"--labels-per-class {labels_per_class} must be >= 1")
+            raise ConfigError(f"--labels-per-class {labels_per_class} must be >= 1")
         want, request = np.full(k, labels_per_class), f"labels_per_class={labels_per_class}"
     elif labeled_rate is not None:
         if not 0.0 < labeled_rate <= 1.0:
-            raise SplitError(f"--labeled-rate {labeled_rate} must be in (0, 1]")
+            raise ConfigError(f"--labeled-rate {labeled_rate} must be in (0, 1]")
         want = np.array([max(1, math.floor(labeled_rate * c + 1e-9)) for c in counts])
         request = f"labeled_rate={labeled_rate}"
     else:
-        raise SplitError("no label request: give --labels, --labels-per-class or --labeled-rate")
+        raise ConfigError("no label request: give --labels, --labels-per-class or --labeled-rate")
     short = [(c, int(w), int(n)) for c, (w, n) in enumerate(zip(want, counts)) if w > n]
     if short:
         c, w, n = short[0]
         name = f"'{class_names[c]}'" if class_names else str(c)
-        raise SplitError(f"{request}: class {name} has only {n} training images available, {w} requested "
+        raise ConfigError(f"{request}: class {name} has only {n} training images available, {w} requested "
                          f"(at most {int(counts.min())} per class here)")
     return want, request
 
@@ -89,13 +86,13 @@ def draw_split(y: np.ndarray, num_classes: int, dataset: str, split_seed: int, *
     y = np.asarray(y)
     rng = np.random.default_rng(split_seed)
     if not 0 <= val_size < len(y):
-        raise SplitError(f"--val-size {val_size} must be in [0, {len(y)})")
+        raise ConfigError(f"--val-size {val_size} must be in [0, {len(y)})")
     order = rng.permutation(len(y))
     by_class = [order[y[order] == c] for c in range(num_classes)]
     # Validation: a stratified share of each class, largest remainders first so it sums to val_size.
     sizes = np.array([len(ix) for ix in by_class])  # images with a label (folder data also has -1: none)
     if val_size > sizes.sum():
-        raise SplitError(f"--val-size {val_size} exceeds the {sizes.sum()} labeled images")
+        raise ConfigError(f"--val-size {val_size} exceeds the {sizes.sum()} labeled images")
     share = sizes * val_size / sizes.sum()
     n_val = np.floor(share).astype(int)
     for c in np.argsort(-(share - n_val), kind="stable")[: val_size - n_val.sum()]:
@@ -115,5 +112,5 @@ def draw_split(y: np.ndarray, num_classes: int, dataset: str, split_seed: int, *
 def check_matches(split: Split, dataset: str, num_train: int, path: Path) -> None:
     """A saved split belongs to one dataset; reusing it on another would be silently wrong."""
     if split.dataset != dataset or split.num_train != num_train:
-        raise SplitError(f"{path} was drawn for {split.dataset} ({split.num_train} training images), "
+        raise DataError(f"{path} was drawn for {split.dataset} ({split.num_train} training images), "
                          f"not {dataset} ({num_train}); use a new run folder")

@@ -15,7 +15,7 @@ from collections import deque
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .sources import to_unit_range
+from .transforms import to_unit_range
 
 
 class IndexStream:

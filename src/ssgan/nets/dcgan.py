@@ -47,7 +47,6 @@ class DCGANDiscriminator(nn.Module):
             c_in = c
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_logits)
-        self.num_features = c_in
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.body(x).mean(dim=(2, 3))       # global average pooling: (B, F)

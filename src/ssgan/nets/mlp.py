@@ -67,7 +67,6 @@ class MLPDiscriminator(nn.Module):
         self.hidden = nn.ModuleList(WNLinear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.noise = GaussianNoise(0.5)
         self.head = WNLinear(dims[-1], num_logits, train_scale=True)
-        self.num_features = dims[-1]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.input_noise(to_reference_scale(x).flatten(1))

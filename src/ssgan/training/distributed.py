@@ -1,5 +1,5 @@
-"""Multi-process training on torch.distributed: set-up from torchrun's environment and the few
-collective helpers the loop needs. One process is the ordinary case (world size 1, every helper
+"""Devices and processes: the one place a device is chosen, the process group torchrun describes,
+and the few collective helpers the loop needs. One process is the ordinary case (world size 1, every helper
 a no-op), so the training loop has a single code path.
 
 Launch: `torchrun --nproc-per-node N -m ssgan train ...` (add --nnodes/--node-rank/--rdzv-endpoint
@@ -12,6 +12,22 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from ..errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA, then MPS, then the CPU; an unavailable explicit device is an error."""
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r}: expected auto, cpu, cuda, cuda:K or mps") from None
+    if (device.type == "cuda" and not torch.cuda.is_available()) or (device.type == "mps" and not mps):
+        raise ConfigError(f"device {name!r}: {device.type.upper()} is not available on this machine (use cpu or auto)")
+    return device
 
 
 @dataclass
@@ -29,14 +45,14 @@ class Dist:
         return self.world > 1
 
 
-def setup(device_name: str) -> tuple[Dist, str]:
-    """Join the process group torchrun describes (if any); returns it and the device to use.
+def setup(device_name: str) -> tuple[Dist, torch.device]:
+    """Join the process group torchrun describes (if any); returns it and this process's device.
 
     Under torchrun with CUDA, 'auto' and 'cuda' mean this process's own GPU (cuda:LOCAL_RANK).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist(), device_name
+        return Dist(), resolve_device(device_name)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
     if use_cuda:
@@ -46,7 +62,7 @@ def setup(device_name: str) -> tuple[Dist, str]:
         device_name = "cpu"
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return Dist(rank, world, local_rank), device_name
+    return Dist(rank, world, local_rank), resolve_device(device_name)
 
 
 def cleanup(d: Dist) -> None:

@@ -1,8 +1,7 @@
-"""One checkpoint file holds everything needed to resume or to use a run.
+"""Checkpoint files: written atomically (temp file + rename), read with `weights_only=True`, so a
+checkpoint can never run code when loaded, and checked against the configuration that resumes it.
 
-G, D, both optimisers, the EMA, the step, the config, the split, the class names, the fixed noise
-and every RNG state. Written atomically (temp file + rename); read with `weights_only=True`, so a
-checkpoint can never run code when loaded.
+What a checkpoint holds (its layout) is defined in one place: `Run.state_dict` in run.py.
 """
 from __future__ import annotations
 
@@ -10,13 +9,11 @@ from pathlib import Path
 
 import torch
 
-from .io import atomic_write
+from ..config import Config, flatten
+from ..errors import CheckpointError
+from ..files import atomic_write
 
 FORMAT = "ssgan-checkpoint-v1"
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable ssgan checkpoint, or one made with an incompatible configuration."""
 
 
 def save(state: dict, path: str | Path) -> None:
@@ -66,51 +63,9 @@ def check_compatible(saved: dict, current: dict, path: Path | str) -> None:
     A key missing from the checkpoint's configuration (one added to ssgan after it was written)
     counts as its default, which is what that older run did.
     """
-    from .config import Config, flatten
     a, b = {**flatten(Config().to_dict()), **flatten(saved)}, flatten(current)
     diffs = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES]
     if diffs:
         shown = ", ".join(f"{k}: checkpoint {a.get(k)!r} vs now {b.get(k)!r}" for k in diffs[:5])
         raise CheckpointError(f"{path} was made with another configuration ({shown}); "
                               "use a new run folder or the checkpoint's own settings")
-
-
-def restore_models(state: dict, use_ema: bool = True):
-    """(config, algorithm, D, G) rebuilt from a checkpoint; D is the EMA copy when the run kept one.
-
-    D and G are on the CPU in eval mode. The networks are rebuilt from the checkpoint's own
-    config, so a checkpoint is usable without the run folder it came from.
-    """
-    from .algorithms import build_algorithm
-    from .config import from_dict
-    from .nets import build_nets
-    cfg = from_dict(state["config"])
-    algo = build_algorithm(cfg.method)
-    classes = state["classes"]
-    channels, size = _input_shape(state)
-    D, G = build_nets(cfg.model, channels, size, algo.num_logits(len(classes)))
-    weights = state["D"]
-    if use_ema and state.get("ema"):
-        prefix = "module."
-        weights = {k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)}
-    try:
-        D.load_state_dict(weights)
-        if state.get("G") is not None:
-            G.load_state_dict(state["G"])
-        else:
-            G = None
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint weights do not fit the networks its config describes: "
-                              f"{str(e).splitlines()[0]}") from None
-    D.eval()
-    if G is not None:
-        G.eval()
-    return cfg, algo, D, G
-
-
-def _input_shape(state: dict) -> tuple[int, int]:
-    """(channels, image size) the networks were built for, as recorded at save time."""
-    shape = state.get("input_shape")
-    if shape is None:
-        raise CheckpointError("checkpoint does not record its input shape")
-    return int(shape[0]), int(shape[1])

@@ -1,0 +1,188 @@
+"""The one training loop. Read `train` top to bottom: load the data, build the run, then per step
+one D update and one G update, then at the end of each epoch evaluation, logging, samples and a
+checkpoint.
+
+Methods only supply losses (`algorithms/`), networks only modules (`nets/`), `build_run` puts the
+parts together (run.py). The loop owns cadence: when to check for NaNs and signals, evaluate and
+save. Several processes (torchrun) run the same loop: DDP around D's pass and G, each rank a slice
+of every global batch, rank 0 alone writes (distributed.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from pathlib import Path
+
+import torch
+
+from ..data.sources import load_source
+from ..errors import Interrupted, NonFiniteLoss
+from ..evaluate import accuracy_and_errors
+from ..files import atomic_write_text
+from ..samples import generate, plot_curves, save_grid
+from ..tracking import Metrics, Progress, epoch_line, log, write_summary
+from . import checkpoint, distributed
+from .run import Run, build_run
+from .run_folder import load_or_draw_split, save_config
+from .step import d_step, g_step
+
+CHECK_EVERY = 25  # steps between NaN and signal checks and progress lines (each costs one host sync)
+
+
+def train(cfg, run_dir: Path, resume: bool = False) -> dict:
+    """Train (or resume) the run in `run_dir`; returns the summary written to summary.json."""
+    dd, device = distributed.setup(cfg.train.device)
+    try:
+        return _train(cfg, Path(run_dir), resume, dd, device)
+    finally:
+        distributed.cleanup(dd)
+
+
+def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch.device) -> dict:
+    t = cfg.train
+    say = log if dd.main else (lambda msg: None)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    saved = None
+    if resume:  # checked before anything is written, so a refused resume leaves the run folder intact
+        saved = checkpoint.load(run_dir, "last")
+        checkpoint.check_compatible(saved["config"], cfg.to_dict(), run_dir / "checkpoints" / "last.pt")
+
+    data = load_source(cfg.data)
+    split = load_or_draw_split(cfg, data, run_dir)  # deterministic: every rank draws the same split
+    run = build_run(cfg, data, split, device, dd)   # refuses a bad method, net or size before any write
+    if dd.main:
+        start_folder(run_dir, run)
+    if saved:
+        run.load_state_dict(saved)
+        say(f"resuming {run_dir} at epoch {run.epoch + 1}, step {run.step}")
+    metrics = Metrics(run_dir) if dd.main else None
+    if metrics:
+        metrics.truncate(run.epoch)
+    say(f"run {run_dir}: {data.name}, {split.request} ({len(split.labeled)} labeled, "
+        f"{len(split.unlabeled_indices())} unlabeled, {len(split.val)} val), method {cfg.method.name}, "
+        f"net {cfg.model.net}, device {device}{f' x {dd.world} processes' if dd.enabled else ''}"
+        f"{', bf16' if t.amp == 'bf16' else ''}")
+
+    t_start = time.time()
+    with stop_on_signals() as stop:
+        for epoch in range(run.epoch, t.epochs):
+            run.train_mode()
+            t_epoch, first, checked = time.time(), run.step, run.step
+            progress = Progress(f"epoch {epoch + 1}/{t.epochs}", first, run.steps_per_epoch, enabled=dd.main)
+            while run.step < run.steps_per_epoch:
+                x_lab, y_lab = run.lab.next()
+                if run.G is not None:
+                    row = d_step(run.parts, x_lab, y_lab, run.unl.next()) + g_step(run.parts, run.unl_g.next())
+                else:
+                    row = d_step(run.parts, x_lab, y_lab)
+                run.advance(row)
+                one_stops_now = not dd.enabled and stop["signal"] is not None  # several agree at checks only
+                if run.step - checked >= CHECK_EVERY or run.step == run.steps_per_epoch or one_stops_now:
+                    window = check_finite(run, checked, run_dir)
+                    progress.update(run.step, {n: v for n, v in zip(run.term_names, window.mean(0).tolist())
+                                               if "/" not in n})
+                    checked = run.step
+                    if distributed.any_rank(dd, stop["signal"] is not None, device):
+                        save_checkpoint(run, run_dir, "last")
+                        raise Interrupted(f"stopped by signal at epoch {epoch + 1}, step {run.step}; state saved. "
+                                          f"Resume with: ssgan train --resume {run_dir}")
+            progress.close()
+            end_of_epoch(run, metrics, run_dir, time.time() - t_epoch, run.steps_per_epoch - first,
+                         time.time() - t_start)
+
+    if not dd.main:
+        return {}
+    plot_curves(metrics.records, run_dir)
+    n_test = len(data.test) if data.test is not None else 0
+    return write_summary(run_dir, metrics.records, time.time() - t_start, data.name, n_test)
+
+
+def start_folder(run_dir: Path, run: Run) -> None:
+    """The run folder's own files, written once the config, data and networks are known to work."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if run.data.note:
+        log(run.data.note)
+    if run.data.bad_files:
+        atomic_write_text(run_dir / "bad_files.txt", "\n".join(run.data.bad_files) + "\n")
+    if not (run_dir / "split.json").is_file():
+        run.split.save(run_dir / "split.json")
+    save_config(run.cfg, run_dir)
+
+
+def check_finite(run: Run, first: int, run_dir: Path) -> torch.Tensor:
+    """The loss rows since step `first` of this epoch; a NaN or infinity in any process stops the run."""
+    window = run.losses[first:run.step]
+    bad = ~torch.isfinite(window)
+    if distributed.any_rank(run.dd, bool(bad.any()), run.device):
+        if not bad.any():
+            raise NonFiniteLoss(f"a loss became non-finite in another process (epoch {run.epoch + 1})")
+        r, c = [int(v) for v in bad.nonzero()[0]]
+        raise NonFiniteLoss(
+            f"loss term '{run.term_names[c]}' became {window[r, c].item()} at step "
+            f"{run.global_step - len(window) + r + 1} (epoch {run.epoch + 1}); the last good checkpoint is "
+            f"{run_dir / 'checkpoints' / 'last.pt'}. Try a lower --optim.lr or --train.amp=none.")
+    return window
+
+
+def score(run: Run, images, labels) -> tuple[float, int]:
+    """Accuracy and errors of the evaluated model. Each rank scores its shard (rank::world) and the
+    error counts are summed: no image counted twice, no tail dropped."""
+    dd = run.dd
+    _, errors = accuracy_and_errors(run.eval_model, run.algo, images[dd.rank::dd.world], labels[dd.rank::dd.world],
+                                    run.cfg.train.eval_batch_size, run.device, run.cfg.train.amp == "bf16")
+    errors = distributed.sum_int(dd, errors, run.device)
+    return 1.0 - errors / max(1, len(labels)), errors
+
+
+def end_of_epoch(run: Run, metrics: Metrics | None, run_dir: Path, epoch_time: float, steps_run: int,
+                 elapsed: float) -> None:
+    """Evaluate, log the epoch's record, save a sample grid and the checkpoints."""
+    t, data = run.cfg.train, run.data
+    record = {"epoch": run.epoch + 1, "step": run.global_step,
+              **{n: float(v) for n, v in zip(run.term_names, run.losses.mean(0).tolist())}}
+    record.setdefault("g_loss", None)
+    record["train_acc"], _ = score(run, run.lab.images, run.lab.labels)
+    record["val_acc"] = None
+    if run.val is not None:
+        record["val_acc"], _ = score(run, *run.val)
+    record["test_acc"] = record["test_errors"] = None
+    if data.test is not None:
+        record["test_acc"], record["test_errors"] = score(run, data.test.x, data.test.y)
+    record.update(lr=run.lr, epoch_time=epoch_time, elapsed=elapsed,
+                  images_per_s=steps_run * t.batch_size * run.dd.world / max(epoch_time, 1e-9))
+    run.finish_epoch()
+    improved = record["val_acc"] is not None and record["val_acc"] > run.best_val
+    if improved:
+        run.best_val = record["val_acc"]
+    if metrics is not None:
+        metrics.add(record)
+        log(epoch_line(record))
+        if run.G is not None and t.sample_every and run.epoch % t.sample_every == 0:
+            save_grid(generate(run.G, run.fixed_z.to(run.device)), run_dir / "samples" / f"epoch_{run.epoch:03d}.png")
+    save_checkpoint(run, run_dir, "last")
+    if improved:
+        save_checkpoint(run, run_dir, "best")
+    distributed.barrier(run.dd)
+
+
+def save_checkpoint(run: Run, run_dir: Path, name: str) -> None:
+    if run.dd.main:
+        checkpoint.save(run.state_dict(), run_dir / "checkpoints" / f"{name}.pt")
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Turn SIGINT/SIGTERM into a flag the loop checks after each step."""
+    flag = {"signal": None}
+
+    def handler(signum, frame):
+        flag["signal"] = signum
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
