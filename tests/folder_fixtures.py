@@ -76,9 +76,9 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def train_args(data: Path, run_dir: Path, *extra: str, size: int | None = 16) -> list[str]:
-    """`ssgan train` on a folder: MLP nets, all labeled images, 2 short epochs, CPU; images resized to
-    `size` (small keeps the runs fast), or the inferred size when None."""
+    """`ssgan train` on a folder: MLP nets, all labeled images (the default for a folder), 2 short epochs,
+    CPU; images resized to `size` (small keeps the runs fast), or the inferred size when None."""
     return ["train", "--data", f"folder:{data}", "--run-dir", str(run_dir), "--net", "mlp", "--method", "fm",
-            "--labeled-rate", "1", "--epochs", "2", "--max-steps", "3", "--batch-size", "16",
+            "--epochs", "2", "--max-steps", "3", "--batch-size", "16",
             "--device", "cpu", "--lr", "3e-3", "--train.sample_every=0",
             *(["--image-size", str(size)] if size else []), *extra]

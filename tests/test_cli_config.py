@@ -141,3 +141,25 @@ def test_mnist_missing_without_download(capsys, tmp_path):
     err = usage_error(capsys, "train", "--data-root", str(tmp_path / "empty"), "--data.download=false",
                       "--run-dir", str(tmp_path / "run"))
     assert "train-images-idx3-ubyte.gz" in err and "allow_subset" in err
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def test_a_user_error_is_one_line_and_debug_shows_its_traceback(capsys, tmp_path):
+    from ssgan.errors import CheckpointError
+    err = usage_error(capsys, "evaluate", str(tmp_path / "nowhere.pt"))
+    assert err.strip() == f"ssgan: error: {tmp_path / 'nowhere.pt'} does not exist"
+    for argv in (["--debug", "evaluate", str(tmp_path / "nowhere.pt")],
+                 ["evaluate", str(tmp_path / "nowhere.pt"), "--debug"]):
+        with pytest.raises(CheckpointError, match="does not exist"):
+            main(argv)
+
+
+def test_an_internal_error_keeps_its_traceback(monkeypatch):
+    """Only SsganError is a user's error: a bug (here a ValueError inside a command) is not swallowed."""
+    from ssgan import cli
+
+    def broken(args, rest):
+        raise ValueError("a bug, not a user's mistake")
+    monkeypatch.setattr(cli, "cmd_sample", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["sample", "whatever.pt"])

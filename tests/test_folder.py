@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from ssgan import cli
@@ -256,8 +257,7 @@ def test_missing_folder_is_named(tmp_path, capsys):
 
 def test_more_labels_per_class_than_images(tmp_path, capsys):
     root = make_folder_dataset(tmp_path / "d", labeled=3, unlabeled=20, test=0)
-    args = [a for a in train_args(root, tmp_path / "run") if a not in ("--labeled-rate", "1")]
-    assert cli.main(args + ["--labels-per-class", "5"]) == 2
+    assert cli.main(train_args(root, tmp_path / "run", "--labels-per-class", "5")) == 2
     err = capsys.readouterr().err
     assert "labels_per_class=5" in err and "only 3" in err and "at most 3 per class" in err
 
@@ -333,3 +333,14 @@ def test_worker_batches_equal_main_process_batches(tmp_path):
         assert torch.equal(main.next(), work.next())
     assert torch.equal(main.state_dict()["perm"], work.state_dict()["perm"])
     assert main.state_dict()["pos"] == work.state_dict()["pos"]
+
+
+def test_the_labeled_folder_is_the_labeled_set_by_default(tmp_path, capsys):
+    """A user's folder with 5 labeled images per class trains with no label option (MNIST's 100 does not apply)."""
+    root = make_folder_dataset(tmp_path / "d", labeled=5, unlabeled=40, test=0)
+    assert cli.main(train_args(root, tmp_path / "run")) == 0
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert split["request"] == "labeled_rate=1.0" and split["labeled_per_class"] == [5] * len(CLASSES)
+    assert len(split["labeled"]) == 5 * len(CLASSES)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["data"]["labels"] is None  # the run records that no label count was asked for

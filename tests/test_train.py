@@ -361,3 +361,27 @@ def test_the_cli_exits_3_on_a_nan_loss(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "'d_loss'" in err and "step 1" in err and "--optim.lr" in err
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+# ------------------------------------------------------------------------------ methods without G
+@pytest.mark.parametrize("method", sorted(ALGORITHMS))
+def test_build_run_makes_a_generator_only_for_methods_that_train_one(method, tmp_path):
+    cfg = make_cfg(TINY, method__name=method)
+    data = load_source(cfg.data)
+    run = build_run(cfg, data, load_or_draw_split(cfg, data, tmp_path), torch.device("cpu"))
+    uses_g = ALGORITHMS[method].uses_generator
+    parts = [run.G, run.unl, run.unl_g, run.fixed_z, run.parts.G, run.parts.opt_g]
+    assert all((p is not None) == uses_g for p in parts), parts
+    assert len(run.schedulers) == (2 if uses_g else 1)
+    assert run.term_names[-1] == ("g_loss" if uses_g else "d_loss")
+
+
+def test_a_supervised_run_saves_no_generator_and_resumes(tmp_path):
+    cfg = make_cfg(TINY, method__name="supervised", train__epochs=1, train__max_steps=3, train__sample_every=1)
+    T.train(cfg, tmp_path / "run")
+    state = ckpt.load(tmp_path / "run")
+    assert state["G"] is None and state["opt_g"] is None and state["rng"]["unl"] is None
+    assert not (tmp_path / "run" / "samples").exists()
+    T.train(make_cfg(TINY, method__name="supervised", train__epochs=2, train__max_steps=3), tmp_path / "run",
+            resume=True)
+    assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2]
