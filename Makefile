@@ -1,10 +1,6 @@
 # The README's commands. Each target creates the virtual environment it needs.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Use the full MNIST files where this workspace keeps them; elsewhere $SSGAN_DATA, the cache, a
-# download, or (offline) the embedded subset.
-SHARED_DATA := $(wildcard ../shared/data/mnist)
-export SSGAN_DATA ?= $(if $(SHARED_DATA),$(abspath ../shared/data),)
 
 .PHONY: demo test install clean
 install: $(VENV)/.installed

@@ -4,7 +4,7 @@
 seed, stored as gzip IDX files under src/ssgan/data/embedded/. The demo falls back to them when
 the full files are neither found nor downloadable; benchmarks refuse them.
 
-    python scripts/make_mnist_subset.py --data-root ../shared/data
+    python scripts/make_mnist_subset.py --data-root DIR   # a folder holding mnist/ with the four full files
 """
 from __future__ import annotations
 

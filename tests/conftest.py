@@ -1,6 +1,7 @@
-"""Shared fixtures: seeded RNGs, no network beyond 127.0.0.1, the shared MNIST folder, tiny MNIST files."""
+"""Shared fixtures: seeded RNGs, no network beyond 127.0.0.1, the full MNIST files ($SSGAN_DATA), tiny MNIST files."""
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -12,7 +13,6 @@ import torch
 from ssgan.data.idx import write_idx_gz
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -45,10 +45,11 @@ def _loopback_only(monkeypatch):
 
 @pytest.fixture
 def mnist_root() -> Path:
-    """The shared data root holding mnist/ (the full files); tests that need it skip where it is absent."""
-    if not (SHARED_DATA / "mnist" / "train-labels-idx1-ubyte.gz").is_file():
-        pytest.skip(f"full MNIST files not found under {SHARED_DATA}")
-    return SHARED_DATA
+    """The data root $SSGAN_DATA holding mnist/ (the full files); tests that need it skip where it is absent."""
+    root = Path(os.environ.get("SSGAN_DATA", "")).expanduser()
+    if not os.environ.get("SSGAN_DATA") or not (root / "mnist" / "train-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("full MNIST files not found: set $SSGAN_DATA to a folder holding mnist/")
+    return root
 
 
 def make_fake_mnist(folder: Path, counts: dict[str, int], size: int = 28, seed: int = 0) -> dict[str, Path]:

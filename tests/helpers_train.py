@@ -48,7 +48,7 @@ def without_timing(records: list[dict]) -> list[dict]:
 def torch_threads(n: int | None = None):
     """Run with `n` intra-op threads (None: leave as is) and give the old count back afterwards.
 
-    The tests use one thread: their tensors are tiny, and on a busy 2-core machine several OpenMP
+    The tests use one thread: their tensors are tiny, and on a busy machine with few cores several OpenMP
     threads spin-wait for each other, which made the suite four times slower.
     """
     old = torch.get_num_threads()
