@@ -148,12 +148,10 @@ def build_run(cfg: Config, data: SourceData, split: Split, device: torch.device,
     torch.manual_seed(t.seed)
     algo = build_algorithm(cfg.method)
     D, G = build_nets(cfg.model, channels, size, algo.num_logits(K), generator=algo.uses_generator)
-    if t.sync_bn and dd.enabled:
-        if device.type != "cuda":
-            raise ConfigError("--train.sync_bn needs CUDA devices (SyncBatchNorm does not run on the CPU)")
-        D = nn.SyncBatchNorm.convert_sync_batchnorm(D)
-        G = nn.SyncBatchNorm.convert_sync_batchnorm(G) if G is not None else None
-    D, G = D.to(device), G.to(device) if G is not None else None
+    sync_bn = t.sync_bn and dd.enabled
+    if sync_bn and device.type != "cuda":
+        raise ConfigError("--train.sync_bn needs CUDA devices (SyncBatchNorm does not run on the CPU)")
+    D = (nn.SyncBatchNorm.convert_sync_batchnorm(D) if sync_bn else D).to(device)
 
     def stream_seed(k: int) -> int:  # the same on every rank: each rank takes its slice of one global batch
         return t.seed * 4 + k
@@ -164,8 +162,11 @@ def build_run(cfg: Config, data: SourceData, split: Split, device: torch.device,
 
     lab = LabeledStream(data.train.x, data.train.y, torch.tensor(split.labeled, dtype=torch.long), t.batch_size,
                         stream_seed(1), device, dd.rank, dd.world)
-    unl, unl_g = (unlabeled(2), unlabeled(3)) if G is not None else (None, None)
-    fixed_z = G.sample_z(64, "cpu", torch.Generator().manual_seed(t.seed)) if G is not None else None
+    unl = unl_g = fixed_z = None
+    if G is not None:  # what a generator needs: the unlabeled streams and the samples' fixed noise
+        G = (nn.SyncBatchNorm.convert_sync_batchnorm(G) if sync_bn else G).to(device)
+        unl, unl_g = unlabeled(2), unlabeled(3)
+        fixed_z = G.sample_z(64, "cpu", torch.Generator().manual_seed(t.seed))
     if hasattr(D, "data_init"):  # data-dependent init of weight-normalised layers (Salimans et al.)
         D.data_init(UnlabeledStream(data.train.x, unl_pool, 500, stream_seed(4), device).next())
     ema = make_ema(D, t.ema) if t.ema else None
