@@ -263,14 +263,15 @@ def test_more_labels_per_class_than_images(tmp_path, capsys):
 
 
 def test_truncated_image_fails_naming_the_file(tmp_path, capsys):
-    """A file whose header parses but whose pixels are cut off passes the quick check; reading it still
-    fails with the file's name, not a bare PIL traceback."""
+    """A file whose header parses but whose pixels are cut off is found when the folder is opened
+    (every file is decoded whole), with the file's name, not a bare PIL traceback."""
     root = make_folder_dataset(tmp_path / "d", labeled=3, unlabeled=8, test=0, jpeg=0.0)
     victim = root / "labeled" / "owl" / "owl_01.png"
     victim.write_bytes(victim.read_bytes()[:80])
     assert cli.main(train_args(root, tmp_path / "run")) == 2
     err = capsys.readouterr().err
-    assert str(victim) in err and "cannot read image" in err
+    assert str(victim) in err and "cannot be read as an image" in err and "truncated" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_skip_bad_files_trains_lists_them_and_leaves_the_data_alone(tmp_path, capsys):

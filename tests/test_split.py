@@ -108,10 +108,16 @@ def test_total_not_divisible_names_nearest_valid_totals(y):
     assert "105" in msg and "10 classes" in msg and "100 or 110" in msg
 
 
-@pytest.mark.parametrize("labels", [15, 5, 0, -3])
-def test_nearest_totals_are_valid_requests(y, labels):
+def test_nearest_totals_are_valid_requests(y):
     with pytest.raises(ConfigError, match="10 or 20"):
+        draw_split(y, 10, "toy", 0, labels=15)
+
+
+@pytest.mark.parametrize("labels", [5, 0, -3])
+def test_fewer_labels_than_classes_is_too_few_not_uneven(y, labels):
+    with pytest.raises(ConfigError, match=r"too few for 10 classes: at least 10") as info:
         draw_split(y, 10, "toy", 0, labels=labels)
+    assert "evenly" not in str(info.value)
 
 
 def test_more_per_class_than_exist(y):

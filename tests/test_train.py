@@ -247,7 +247,7 @@ def test_the_scheduler_sets_each_step_s_rate_and_resume_seeks_to_it(tmp_path):
     assert lrs == pytest.approx([lr, lr * (2 - 3 / 4) / 2, lr * (1 - 3 / 4) / 2])  # epoch 1 flat, then decaying
     cfg = make_cfg(base, train__epochs=3)
     data = load_source(cfg.data)
-    split = load_or_draw_split(cfg, data, tmp_path / "a")
+    split, _ = load_or_draw_split(cfg, data, tmp_path / "a")
     state = build_run(cfg, data, split, torch.device("cpu")).state_dict()
     state["epoch"], state["step"], state["acc"] = 2, 1, torch.zeros(4, 5)  # a checkpoint at epoch 2.25
     run = build_run(cfg, data, split, torch.device("cpu"))
@@ -368,7 +368,7 @@ def test_the_cli_exits_3_on_a_nan_loss(tmp_path, monkeypatch, capsys):
 def test_build_run_makes_a_generator_only_for_methods_that_train_one(method, tmp_path):
     cfg = make_cfg(TINY, method__name=method)
     data = load_source(cfg.data)
-    run = build_run(cfg, data, load_or_draw_split(cfg, data, tmp_path), torch.device("cpu"))
+    run = build_run(cfg, data, load_or_draw_split(cfg, data, tmp_path)[0], torch.device("cpu"))
     uses_g = ALGORITHMS[method].uses_generator
     parts = [run.G, run.unl, run.unl_g, run.fixed_z, run.parts.G, run.parts.opt_g]
     assert all((p is not None) == uses_g for p in parts), parts

@@ -169,14 +169,30 @@ def cmd_export(args, rest) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- main
+class NoAbbrevParser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ssgan", description="Semi-supervised image classification with GANs.",
+        prog="ssgan", allow_abbrev=False, description="Semi-supervised image classification with GANs.",
         epilog="`ssgan COMMAND --help` describes each command; `ssgan train --help` lists every config key.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     debug_help = "on an error, show the full traceback instead of one line"
     parser.add_argument("--debug", action="store_true", help=debug_help)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # No abbreviations: `--epoch 2` must fail, not quietly mean --epochs.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=NoAbbrevParser)
     sub.required = True
 
     p = sub.add_parser("train", help="train a run (or resume one)", epilog=_config_epilog(),
@@ -210,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="a grid of generated images")
     p.add_argument("checkpoint", metavar="CKPT_OR_RUN_DIR")
-    p.add_argument("-n", type=int, default=64, help="number of images")
+    p.add_argument("-n", type=positive_int, default=64, help="number of images")
     p.add_argument("-o", "--output", default="samples.png", metavar="PNG")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--which", default="last", choices=["last", "best"])
@@ -220,17 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CKPT_OR_RUN_DIR")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     p.add_argument("-o", "--output", default=None, metavar="CSV", help="CSV file (default: stdout)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("suggest", help="the images the classifier is least sure of: what to label next")
     p.add_argument("checkpoint", metavar="CKPT_OR_RUN_DIR")
     p.add_argument("path", metavar="PATH", help="folder of unlabeled images")
-    p.add_argument("-n", type=int, default=50, help="how many images to suggest")
+    p.add_argument("-n", type=positive_int, default=50, help="how many images to suggest")
     p.add_argument("-o", "--output", default=None, metavar="CSV", help="CSV file (default: stdout)")
     p.add_argument("--copy-to", default=None, metavar="DIR", help="copy the suggested images here, ranked")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_suggest)
 

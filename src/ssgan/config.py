@@ -9,18 +9,29 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from .errors import ConfigError
 
 
-def _f(default: Any, help: str, choices: tuple[str, ...] | None = None):
-    return field(default=default, metadata={"help": help, "choices": choices})
+# Ranges of numeric keys: (check, how the error message says it). None always passes (not used).
+POSITIVE = (lambda v: v > 0, "> 0")
+AT_LEAST_1 = (lambda v: v >= 1, ">= 1")
+NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+FRACTION = (lambda v: 0 <= v < 1, "in [0, 1)")
+OPEN_UNIT = (lambda v: 0 < v < 1, "in (0, 1)")
+RATE = (lambda v: 0 < v <= 1, "in (0, 1]")
+
+
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None,
+       valid: tuple[Callable[[Any], bool], str] | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices, "valid": valid})
 
 
 @dataclass
@@ -28,29 +39,37 @@ class DataConfig:
     dataset: str = _f("mnist", "data source: a registered name (mnist) or folder:PATH for your own images")
     root: str | None = _f(None, "data root; None: $SSGAN_DATA, else ~/.cache/ssgan")
     image_size: int | None = _f(None, "side in pixels images are resized to; None: the source's own (MNIST 28; "
-                                      "for folders the nearest of 28/32/64 to the labeled images' median)")
-    channels: int | None = _f(None, "image channels; None: the data source's own (1 for MNIST)")
+                                      "for folders the nearest of 28/32/64 to the labeled images' median)",
+                                valid=(lambda v: v >= 8, ">= 8"))
+    channels: int | None = _f(None, "image channels; None: the data source's own (1 for MNIST)",
+                              valid=(lambda v: v in (1, 3), "1 or 3"))
     labels: int | None = _f(None, "labeled images in total, class-balanced; None (and no other label option): the "
                                   "dataset's own: 100 for MNIST (10 per class, the paper protocol), every image "
-                                  "in labeled/ for a folder")
-    labels_per_class: int | None = _f(None, "labeled images per class (instead of --labels)")
-    labeled_rate: float | None = _f(None, "fraction of training images labeled, in (0, 1] (instead of --labels)")
-    split_seed: int = _f(0, "seed of the labeled/validation draw, separate from the training seed")
-    val_size: int = _f(0, "labeled validation images held out of training for model selection; 0: none")
+                                  "in labeled/ for a folder", valid=AT_LEAST_1)
+    labels_per_class: int | None = _f(None, "labeled images per class (instead of --labels)", valid=AT_LEAST_1)
+    labeled_rate: float | None = _f(None, "fraction of training images labeled, in (0, 1] (instead of --labels)",
+                                    valid=RATE)
+    split_seed: int = _f(0, "seed of the labeled/validation draw, separate from the training seed",
+                         valid=NON_NEGATIVE)
+    val_size: int = _f(0, "labeled validation images held out of training for model selection; 0: none",
+                       valid=NON_NEGATIVE)
     download: bool = _f(True, "download missing files from the official mirrors")
     allow_subset: bool = _f(
         False, "fall back to the embedded 6,000-image MNIST subset when the full files are unavailable")
     skip_bad_files: bool = _f(False, "folder data: skip unreadable images and list them in the run folder")
-    workers: int = _f(0, "DataLoader workers for lazily read folder data; 0 reads in the main process")
+    workers: int = _f(0, "DataLoader workers for lazily read folder data; 0 reads in the main process",
+                      valid=NON_NEGATIVE)
 
 
 @dataclass
 class ModelConfig:
     net: str = _f("mlp", "network pair from the NETS registry: mlp (Salimans et al.'s MNIST pair, the one with "
                          "measured results), dcgan (the recipe's design at the image size), dcgan28, dcgan32, dcgan64")
-    width: float = _f(1.0, "channel multiplier of the DCGAN nets; 0.25 trains the recipe in minutes on a CPU")
-    dropout: float = _f(0.3, "dropout probability in the DCGAN nets (the recipe passed keep_prob 0.7)")
-    z_dim: int = _f(100, "latent size, as in the recipe and Salimans et al.")
+    width: float = _f(1.0, "channel multiplier of the DCGAN nets; 0.25 trains the recipe in minutes on a CPU",
+                      valid=POSITIVE)
+    dropout: float = _f(0.3, "dropout probability in the DCGAN nets (the recipe passed keep_prob 0.7)",
+                        valid=FRACTION)
+    z_dim: int = _f(100, "latent size, as in the recipe and Salimans et al.", valid=AT_LEAST_1)
 
 
 @dataclass
@@ -59,42 +78,45 @@ class MethodConfig:
                          "supervised")
     fm_distance: str = _f("l2", "feature-matching distance: l2 as in Salimans et al., l1 as the recipe's text",
                           ("l2", "l1"))
-    unsup_weight: float = _f(1.0, "weight of the unsupervised real/fake term in the D loss")
-    adv_weight: float = _f(1.0, "kplus1: weight of G's non-saturating 'looks real' term")
-    fm_weight: float = _f(1.0, "weight of G's feature-matching term")
+    unsup_weight: float = _f(1.0, "weight of the unsupervised real/fake term in the D loss", valid=NON_NEGATIVE)
+    adv_weight: float = _f(1.0, "kplus1: weight of G's non-saturating 'looks real' term", valid=NON_NEGATIVE)
+    fm_weight: float = _f(1.0, "weight of G's feature-matching term", valid=NON_NEGATIVE)
 
 
 @dataclass
 class OptimConfig:
     lr: float = _f(3e-3, "Adam learning rate of D and G (Salimans et al.'s for the mlp pair; the DCGAN nets "
-                         "want about 2e-4)")
-    g_lr: float | None = _f(None, "G's learning rate; None: the same as lr")
-    beta1: float = _f(0.5, "Adam beta1; 0.5 is the GAN standard since DCGAN")
-    beta2: float = _f(0.999, "Adam beta2")
+                         "want about 2e-4)", valid=POSITIVE)
+    g_lr: float | None = _f(None, "G's learning rate; None: the same as lr", valid=POSITIVE)
+    beta1: float = _f(0.5, "Adam beta1; 0.5 is the GAN standard since DCGAN", valid=FRACTION)
+    beta2: float = _f(0.999, "Adam beta2", valid=FRACTION)
     eps: float = _f(1e-4, "Adam epsilon, added to sqrt(v): Salimans et al.'s Theano Adam put 1e-8 inside the "
-                          "sqrt, which acts like ~1e-4 here; with torch's 1e-8 the mlp pair collapsed")
+                          "sqrt, which acts like ~1e-4 here; with torch's 1e-8 the mlp pair collapsed",
+                    valid=POSITIVE)
     decay: str = _f("none", "learning-rate schedule: none, or linear to zero over the last decay_epochs",
                     ("none", "linear"))
-    decay_epochs: int = _f(0, "epochs at the end over which 'linear' decays the rate to zero; 0: all")
+    decay_epochs: int = _f(0, "epochs at the end over which 'linear' decays the rate to zero; 0: all",
+                           valid=NON_NEGATIVE)
     g_steps: int = _f(1, "G updates per D update, each on a fresh generated batch (DCGAN's code used 2 to keep "
-                         "D from winning outright)")
+                         "D from winning outright)", valid=AT_LEAST_1)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = _f(10, "passes over the unlabeled data")
-    batch_size: int = _f(100, "images per batch in each stream (labeled, unlabeled, generated)")
-    seed: int = _f(0, "training seed (weights, batch order, noise); the split has its own")
+    epochs: int = _f(10, "passes over the unlabeled data", valid=AT_LEAST_1)
+    batch_size: int = _f(100, "images per batch in each stream (labeled, unlabeled, generated)", valid=AT_LEAST_1)
+    seed: int = _f(0, "training seed (weights, batch order, noise); the split has its own", valid=NON_NEGATIVE)
     ema: float | None = _f(0.999, "decay of an exponential moving average of D's weights used for evaluation "
-                                  "(Salimans et al.'s code); None: evaluate D itself")
+                                  "(Salimans et al.'s code); None: evaluate D itself", valid=OPEN_UNIT)
     amp: str = _f("none", "mixed precision: none or bf16 autocast", ("none", "bf16"))
     device: str = _f("auto", "auto, cpu, cuda, cuda:K or mps")
-    threads: int | None = _f(None, "torch intra-op threads; None: torch's default (one per core)")
+    threads: int | None = _f(None, "torch intra-op threads; None: torch's default (one per core)", valid=AT_LEAST_1)
     sync_bn: bool = _f(False, "several processes: SyncBatchNorm (CUDA only); off, each process normalises its "
                               "own batch, as one process with that batch size would")
-    eval_batch_size: int = _f(1000, "batch size of evaluation, large since it needs no gradients")
-    sample_every: int = _f(1, "epochs between sample grids; 0: none")
-    max_steps: int | None = _f(None, "stop after this many steps per epoch (tests and smoke runs); None: full")
+    eval_batch_size: int = _f(1000, "batch size of evaluation, large since it needs no gradients", valid=AT_LEAST_1)
+    sample_every: int = _f(1, "epochs between sample grids; 0: none", valid=NON_NEGATIVE)
+    max_steps: int | None = _f(None, "stop after this many steps per epoch (tests and smoke runs); None: full",
+                               valid=AT_LEAST_1)
     out: str = _f("runs", "folder where new run folders are made")
 
 
@@ -251,24 +273,16 @@ def build(config_files: list[str] | None = None, overrides: dict[str, Any] | Non
 
 
 def validate(cfg: Config) -> None:
-    """Cross-field checks that a type alone cannot express."""
-    d, t = cfg.data, cfg.train
-    if sum(getattr(d, k) is not None for k in LABEL_KEYS) > 1:
+    """Every numeric key against its range (NaN and infinity fail), then what a type cannot express."""
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            value, valid = getattr(getattr(cfg, section), f.name), f.metadata["valid"]
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{section}.{f.name}={value} must be a finite number")
+            if valid is not None and value is not None and not valid[0](value):
+                raise ConfigError(f"{section}.{f.name}={value!r} must be {valid[1]}")
+    if sum(getattr(cfg.data, k) is not None for k in LABEL_KEYS) > 1:
         raise ConfigError("give the labels one way: data.labels, data.labels_per_class or data.labeled_rate")
-    if d.image_size is not None and d.image_size < 8:
-        raise ConfigError(f"data.image_size={d.image_size} is too small (>= 8)")
-    if d.val_size < 0:
-        raise ConfigError(f"data.val_size={d.val_size} must be >= 0")
-    if t.epochs < 1 or t.batch_size < 1:
-        raise ConfigError(f"train.epochs and train.batch_size must be >= 1 (got {t.epochs}, {t.batch_size})")
-    if t.ema is not None and not 0.0 < t.ema < 1.0:
-        raise ConfigError(f"train.ema={t.ema} must be in (0, 1), e.g. 0.999")
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise ConfigError(f"model.dropout={cfg.model.dropout} must be in [0, 1)")
-    if cfg.model.width <= 0:
-        raise ConfigError(f"model.width={cfg.model.width} must be > 0")
-    if cfg.optim.g_steps < 1:
-        raise ConfigError(f"optim.g_steps={cfg.optim.g_steps} must be >= 1")
 
 
 def help_lines() -> list[tuple[str, str, str]]:

@@ -23,6 +23,10 @@ class DownloadError(DataError):
     """No mirror delivered a verified copy; the message lists what was tried."""
 
 
+class OutputError(SsganError):
+    """An output that cannot be written: a folder where a file should go, no space left, no permission."""
+
+
 class CheckpointError(SsganError):
     """A file that is not a usable ssgan checkpoint, or one made with another configuration."""
 

@@ -44,7 +44,11 @@ def export(checkpoint: str, fmt: str, output: str) -> dict:
     meta = metadata(state)
     example = torch.zeros(2, meta["channels"], meta["image_size"], meta["image_size"])
     if fmt == "onnx":
-        import onnx
+        try:
+            import onnx
+        except ImportError:
+            raise ConfigError("ONNX export needs the onnx package: pip install 'ssgan[export]' "
+                              "(or --format torchscript, which needs nothing more)") from None
 
         def write(tmp: Path) -> None:
             torch.onnx.export(model, (example,), str(tmp), dynamo=False, input_names=["image"],

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .data.folder import IMAGE_EXTS, FileImages, check_image
 from .data.transforms import to_unit_range
-from .errors import DataError
+from .errors import DataError, OutputError
 from .files import atomic_write_text
 from .training import checkpoint as ckpt
 from .training.distributed import resolve_device
@@ -51,7 +51,7 @@ def probabilities(path: str, files: list[Path], batch_size: int = 256, device: s
     state = ckpt.load(path)
     _, algo, D, _ = restore_models(state)
     channels, size = state["input_shape"]
-    images = FileImages(files, size, channels)
+    images = FileImages(files, size, channels, hint="fix or remove it, or leave it out of the paths given")
     device = resolve_device(device)
     D.to(device)
     out = []
@@ -108,9 +108,16 @@ def suggest(checkpoint: str, paths: list[str], n: int = 50, output: str | None =
         rows.append([rank, str(files[i]), classes[k], f"{float(margin[i]):.6f}", f"{float(entropy[i]):.6f}"])
     if copy_to:
         dest = Path(copy_to)
+        if dest.exists() and not dest.is_dir():
+            raise OutputError(f"--copy-to {dest} is a file, not a folder")
+        # rank prefix: names stay unique and ordered. Checked first: never overwrite, never copy half the list.
+        copies = [(Path(row[1]), dest / f"{row[0]:04d}_{Path(row[1]).name}") for row in rows]
+        taken = [target for _, target in copies if target.exists()]
+        if taken:
+            raise OutputError(f"--copy-to: {taken[0]} already exists ({len(taken)} of the {len(copies)} names are "
+                              "taken); nothing was copied. Use an empty or new folder")
         dest.mkdir(parents=True, exist_ok=True)
-        for row in rows:
-            src = Path(row[1])
-            shutil.copy2(src, dest / f"{row[0]:04d}_{src.name}")  # rank prefix: names stay unique and ordered
+        for src, target in copies:
+            shutil.copy2(src, target)
     write_or_print(to_csv(rows, ["rank", "path", "predicted", "margin", "entropy"]), output)
     return rows

@@ -24,6 +24,7 @@ class SourceData:
     # The label request used when the config gives none (data.labels etc. all None): a benchmark's
     # protocol ({"labels": 100} for MNIST), or for a user's folder every image it labels.
     default_request: dict
+    ids: list[str] | None = None  # stable names of the training images where files can change (folders)
     note: str = ""       # one line for the log when the source had to fall back or infer something
     bad_files: list[str] = field(default_factory=list)  # skipped with skip_bad_files: "path<TAB>why"
 

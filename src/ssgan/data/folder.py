@@ -5,15 +5,17 @@ list of paths is resident. `FileImages` indexes like a uint8 tensor (`images[idx
 so the training loop and streams treat it like resident data; the unlabeled stream reads it
 through a DataLoader with workers when `data.workers > 0`.
 
-Every file is checked when the data is opened (non-image files, zero-byte files, headers PIL
-cannot parse), so a bad file fails the run before training starts, naming the file; with
-`skip_bad_files` the bad files are skipped and listed in the run folder (bad_files.txt).
-Nothing is ever written into the user's data folders.
+Every file is checked when the data is opened, fully decoded (JPEGs at a reduced scale, which
+still reads every byte), so a non-image, empty, truncated or oversized file fails the run before
+training starts, naming the file; with `skip_bad_files` the bad files are skipped and listed in the
+run folder (bad_files.txt). Nothing is ever written into the user's data folders.
 """
 from __future__ import annotations
 
 import os
 import statistics
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +28,22 @@ from .base import ImageSet, SourceData
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 SIZES = (28, 32, 64)  # sizes the DCGAN nets are built for; an inferred size snaps to the nearest
+# Larger images (about 8000 x 8000) are refused: decoding one takes GBs. PIL's own guard only warns
+# below 179 M pixels, and its error above names no file.
+MAX_PIXELS = 64_000_000
+BAD_IMAGE = (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+TRAINING_HINT = "fix or remove it, or pass --data.skip_bad_files=true"
 
 
 class FileImages:
     """Lazily read images, converted to one size and channel count on access."""
 
-    def __init__(self, paths: list[Path], size: int, channels: int):
+    def __init__(self, paths: list[Path], size: int, channels: int, hint: str = TRAINING_HINT):
         # One NumPy bytes buffer, not a list of Path objects: it is ~5x smaller, and forked DataLoader
         # workers reading a Python list write every item's refcount, so each worker slowly copies the
         # whole list (copy-on-write; PyTorch issue #13246). A buffer has no per-item objects.
         self._paths = np.array([os.fsencode(p) for p in paths], dtype=np.bytes_)
-        self.size, self.channels = size, channels
+        self.size, self.channels, self.hint = size, channels, hint  # hint: what to do about a bad file
 
     def path(self, i: int) -> Path:
         return Path(os.fsdecode(self._paths[i]))
@@ -51,16 +58,18 @@ class FileImages:
     def load(self, i: int) -> torch.Tensor:
         path = self.path(i)
         try:
-            with Image.open(path) as im:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # screened: see MAX_PIXELS
+                im = Image.open(path)
+            with im:
                 if im.mode.startswith("I;16"):  # 16-bit gray: PIL's convert clips at 255 instead of scaling
                     im = Image.fromarray((np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8))
                 im = im.convert("L" if self.channels == 1 else "RGB")
                 # Squash to a square (no crop): a crop could cut off the object in a small image.
                 im = im.resize((self.size, self.size), Image.BILINEAR)
                 array = np.asarray(im, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            raise DataError(f"{path}: cannot read image ({e}); fix or remove it, or pass "
-                                "--data.skip_bad_files=true") from None
+        except BAD_IMAGE as e:
+            raise DataError(f"{path}: cannot read image ({e}); {self.hint}") from None
         t = torch.from_numpy(array.copy())
         return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)  # (C, H, W)
 
@@ -77,44 +86,50 @@ class FileImages:
             (0,) + self.shape[1:], dtype=torch.uint8)  # (B, C, H, W)
 
 
-def _hidden(path: Path, folder: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(folder).parts)
-
-
 def check_image(path: Path) -> str | None:
-    """What is wrong with a file as an image, or None. Reads the header only (fast)."""
+    """What is wrong with a file as an image, or None. Decodes it whole: a truncated file whose
+    header parses would otherwise stop a run mid-training."""
     if path.suffix.lower() not in IMAGE_EXTS:
         return f"not an image file (extension {path.suffix or 'none'}; expected {', '.join(sorted(IMAGE_EXTS))})"
     if path.stat().st_size == 0:
         return "empty (zero-byte) file"
     try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018  (parses the header)
-    except (OSError, UnidentifiedImageError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            width, height = im.size
+            if width * height > MAX_PIXELS:
+                return f"too large ({width} x {height} pixels; at most {MAX_PIXELS:,} pixels are read)"
+            im.draft(im.mode, (64, 64))  # JPEG: decode at 1/8 scale; every byte is still read
+            im.load()
+    except Image.DecompressionBombError as e:
+        return f"too large ({e})"
+    except BAD_IMAGE as e:
         return f"cannot be read as an image ({e})"
     return None
 
 
-class Screen:
-    """Keeps good image files; a bad one fails the run, naming it, or with `skip` is listed and left out."""
-
-    def __init__(self, folder: Path, skip: bool):
-        self.folder, self.skip, self.bad = folder, skip, []
-
-    def __call__(self, path: str | Path) -> bool:
-        path = Path(path)
-        if _hidden(path, self.folder):
-            return False
-        problem = check_image(path)
-        if problem is not None and not self.skip:
-            raise DataError(f"{path}: {problem}; fix or remove it, or pass --data.skip_bad_files=true")
+def screen(paths: list[Path], skip: bool, bad: list[str]) -> list[Path]:
+    """The good image files of `paths`, checked in parallel (decoding releases the GIL). A bad one
+    fails, naming it, or with `skip` is listed in `bad` and left out."""
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        problems = list(pool.map(check_image, paths))
+    for path, problem in zip(paths, problems):
+        if problem is not None and not skip:
+            raise DataError(f"{path}: {problem}; {TRAINING_HINT}")
         if problem is not None:
-            self.bad.append(f"{path}\t{problem}")
-        return problem is None
+            bad.append(f"{path}\t{problem}")
+    return [p for p, problem in zip(paths, problems) if problem is None]
 
 
-def _by_class(root: Path, what: str, screen: Screen, classes: list[str] | None = None) -> tuple[list[str], list]:
-    """Class names (sorted subfolders, or the given ones) and the (path, class index) of every good image."""
+def _visible(folder: Path):
+    return lambda path: not any(part.startswith(".") for part in Path(path).relative_to(folder).parts)
+
+
+def _by_class(root: Path, what: str, skip: bool, bad: list[str], classes: list[str] | None = None
+              ) -> tuple[list[str], list[Path], list[int]]:
+    """Class names (sorted subfolders, or the given ones) and every good image with its class index."""
     if not root.is_dir():
         raise DataError(f"{root} is missing: {what} needs one subfolder per class ({root}/<class_name>/*.png)")
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -124,24 +139,29 @@ def _by_class(root: Path, what: str, screen: Screen, classes: list[str] | None =
     if unknown:
         raise DataError(f"{root}: classes {unknown} are not among the labeled classes {classes}")
     classes = classes or found
-    # torchvision's walk of the class folders; the checks of each file are ours (Screen)
-    samples = make_dataset(str(root), {c: i for i, c in enumerate(classes) if c in found}, is_valid_file=screen,
-                           allow_empty=True)
-    empty = [c for c in found if classes.index(c) not in {i for _, i in samples}]
+    # torchvision's walk of the class folders; the checks of each file are ours (screen)
+    samples = make_dataset(str(root), {c: i for i, c in enumerate(classes) if c in found},
+                           is_valid_file=_visible(root), allow_empty=True)
+    good = set(screen([Path(p) for p, _ in samples], skip, bad))
+    paths, labels = zip(*[(Path(p), c) for p, c in samples if Path(p) in good]) if good else ((), ())
+    empty = [c for c in found if classes.index(c) not in labels]
     if empty and what == "labeled/":
         raise DataError(f"{root / empty[0]}: class '{empty[0]}' has no usable images")
-    return classes, samples
+    return classes, list(paths), list(labels)
 
 
 def load_folder(cfg, path: Path) -> SourceData:
     path = path.expanduser()
     if not path.is_dir():
         raise DataError(f"folder:{path}: no such folder")
-    screens = [Screen(path / part, cfg.skip_bad_files) for part in ("labeled", "unlabeled", "test")]
-    classes, labeled = _by_class(path / "labeled", "labeled/", screens[0])
-    lab_paths, lab_y = [Path(p) for p, _ in labeled], [c for _, c in labeled]
+    bad: list[str] = []
+    classes, lab_paths, lab_y = _by_class(path / "labeled", "labeled/", cfg.skip_bad_files, bad)
+    if len(classes) < 2:
+        raise DataError(f"{path / 'labeled'} has one class ('{classes[0]}'); a classifier needs at least two "
+                        "classes, one subfolder each")
     unl_root = path / "unlabeled"
-    unl_paths = sorted(p for p in unl_root.rglob("*") if p.is_file() and screens[1](p)) if unl_root.is_dir() else []
+    unl_paths = screen(sorted(p for p in unl_root.rglob("*") if p.is_file() and _visible(unl_root)(p)),
+                       cfg.skip_bad_files, bad) if unl_root.is_dir() else []
 
     notes = []
     channels, size = cfg.channels, cfg.image_size
@@ -161,15 +181,13 @@ def load_folder(cfg, path: Path) -> SourceData:
 
     test = None
     if (path / "test").is_dir():
-        _, tested = _by_class(path / "test", "test/", screens[2], classes)
-        test = ImageSet(FileImages([Path(p) for p, _ in tested], size, channels),
-                        torch.tensor([c for _, c in tested], dtype=torch.long))
+        _, test_paths, test_y = _by_class(path / "test", "test/", cfg.skip_bad_files, bad, classes)
+        test = ImageSet(FileImages(test_paths, size, channels), torch.tensor(test_y, dtype=torch.long))
 
     # The training set is the labeled images followed by the unlabeled ones (label -1): the split
     # draws labeled images only where a label exists, and every image serves as unlabeled data.
     train = ImageSet(FileImages(lab_paths + unl_paths, size, channels),
                      torch.tensor(lab_y + [-1] * len(unl_paths), dtype=torch.long))
-    bad = [line for screen in screens for line in screen.bad]
     note = f"folder {path}: {len(lab_paths)} labeled images in {len(classes)} classes, {len(unl_paths)} unlabeled"
     note += f", {len(test)} test" if test is not None else ", no test/ folder"
     if notes:
@@ -177,4 +195,6 @@ def load_folder(cfg, path: Path) -> SourceData:
     if bad:
         note += f"; skipped {len(bad)} bad files (listed in bad_files.txt)"
     # A user's labeled/ folder is the labeled set: all of it unless a label option subsamples it.
-    return SourceData(f"folder:{path}", train, test, classes, {"labeled_rate": 1.0}, note=note, bad_files=bad)
+    ids = [p.relative_to(path).as_posix() for p in lab_paths + unl_paths]  # what split.json names them by
+    return SourceData(f"folder:{path}", train, test, classes, {"labeled_rate": 1.0}, ids=ids, note=note,
+                      bad_files=bad)

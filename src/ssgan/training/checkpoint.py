@@ -5,20 +5,24 @@ What a checkpoint holds (its layout) is defined in one place: `Run.state_dict` i
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
 
 from ..config import Config, flatten
 from ..errors import CheckpointError
-from ..files import atomic_write
+from ..files import atomic_write_bytes
 
 FORMAT = "ssgan-checkpoint-v1"
 
 
 def save(state: dict, path: str | Path) -> None:
-    state = {"format": FORMAT, **state}
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Serialised in memory first: torch's own file writer hides why a write failed (a full disk
+    reads "unexpected pos"), a plain write names it."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def resolve(path: str | Path, which: str = "last") -> Path:

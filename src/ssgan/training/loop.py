@@ -19,12 +19,12 @@ import torch
 from ..data.sources import load_source
 from ..errors import Interrupted, NonFiniteLoss
 from ..evaluate import accuracy_and_errors
-from ..files import atomic_write_text
+from ..files import atomic_write_text, remove_stale_temps
 from ..samples import generate, plot_curves, save_grid
 from ..tracking import Metrics, Progress, epoch_line, log, write_summary
 from . import checkpoint, distributed
 from .run import Run, build_run
-from .run_folder import load_or_draw_split, save_config
+from .run_folder import load_or_draw_split, locked, save_config
 from .step import d_step, g_step
 
 CHECK_EVERY = 25  # steps between NaN and signal checks and progress lines (each costs one host sync)
@@ -50,23 +50,23 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
         checkpoint.check_compatible(saved["config"], cfg.to_dict(), run_dir / "checkpoints" / "last.pt")
 
     data = load_source(cfg.data)
-    split = load_or_draw_split(cfg, data, run_dir)  # deterministic: every rank draws the same split
-    run = build_run(cfg, data, split, device, dd)   # refuses a bad method, net or size before any write
-    if dd.main:
-        start_folder(run_dir, run)
-    if saved:
-        run.load_state_dict(saved)
-        say(f"resuming {run_dir} at epoch {run.epoch + 1}, step {run.step}")
-    metrics = Metrics(run_dir) if dd.main else None
-    if metrics:
-        metrics.truncate(run.epoch)
-    say(f"run {run_dir}: {data.name}, {split.request} ({len(split.labeled)} labeled, "
-        f"{len(split.unlabeled_indices())} unlabeled, {len(split.val)} val), method {cfg.method.name}, "
-        f"net {cfg.model.net}, device {device}{f' x {dd.world} processes' if dd.enabled else ''}"
-        f"{', bf16' if t.amp == 'bf16' else ''}")
-
-    t_start = time.time()
-    with stop_on_signals() as stop:
+    split, split_note = load_or_draw_split(cfg, data, run_dir)  # deterministic: every rank draws the same
+    run = build_run(cfg, data, split, device, dd)               # refuses a bad method, net or size
+    with locked(run_dir, enabled=dd.main), stop_on_signals() as stop:  # written from here on, by rank 0 alone
+        if dd.main:
+            start_folder(run_dir, run, split_note)
+        if saved:
+            exact = run.load_state_dict(saved)
+            say(f"resuming {run_dir} at epoch {run.epoch + 1}, step {run.step}" + ("" if exact else
+                "; the data changed, so batches are drawn afresh and the run will differ from an uninterrupted one"))
+        metrics = Metrics(run_dir) if dd.main else None
+        if metrics:
+            metrics.truncate(run.epoch)
+        say(f"run {run_dir}: {data.name}, {split.request} ({len(split.labeled)} labeled, "
+            f"{len(split.unlabeled_indices())} unlabeled, {len(split.val)} val), method {cfg.method.name}, "
+            f"net {cfg.model.net}, device {device}{f' x {dd.world} processes' if dd.enabled else ''}"
+            f"{', bf16' if t.amp == 'bf16' else ''}")
+        t_start = time.time()
         for epoch in range(run.epoch, t.epochs):
             run.train_mode()
             t_epoch, first, checked = time.time(), run.step, run.step
@@ -92,18 +92,22 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
             end_of_epoch(run, metrics, run_dir, time.time() - t_epoch, run.steps_per_epoch - first,
                          time.time() - t_start)
 
-    if not dd.main:
-        return {}
-    plot_curves(metrics.records, run_dir)
-    n_test = len(data.test) if data.test is not None else 0
-    return write_summary(run_dir, metrics.records, time.time() - t_start, data.name, n_test)
+        if not dd.main:
+            return {}
+        plot_curves(metrics.records, run_dir)
+        n_test = len(data.test) if data.test is not None else 0
+        return write_summary(run_dir, metrics.records, time.time() - t_start, data.name, n_test)
 
 
-def start_folder(run_dir: Path, run: Run) -> None:
-    """The run folder's own files, written once the config, data and networks are known to work."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if run.data.note:
-        log(run.data.note)
+def start_folder(run_dir: Path, run: Run, split_note: str) -> None:
+    """The run folder's own files, written once the config, data and networks are known to work
+    and the folder's lock is held."""
+    stale = remove_stale_temps(run_dir)
+    if stale:
+        log(f"removed {len(stale)} temporary files an interrupted write left in {run_dir}")
+    for note in (run.data.note, split_note):
+        if note:
+            log(note)
     if run.data.bad_files:
         atomic_write_text(run_dir / "bad_files.txt", "\n".join(run.data.bad_files) + "\n")
     if not (run_dir / "split.json").is_file():

@@ -106,7 +106,12 @@ class Run:
                         "unl": self.unl.state_dict() if self.unl is not None else None,
                         "unl_g": self.unl_g.state_dict() if self.unl_g is not None else None}}
 
-    def load_state_dict(self, s: dict) -> None:
+    def load_state_dict(self, s: dict) -> bool:
+        """Restore a checkpoint; False when the data changed since (files of a folder gone or added),
+        so the batch streams start afresh and the resumed run cannot match an uninterrupted one."""
+        saved = s["split"]
+        exact = (saved["num_train"], saved["labeled"], saved["val"]) == \
+            (self.split.num_train, self.split.labeled, self.split.val)
         self.D.load_state_dict(s["D"])
         self.parts.opt_d.load_state_dict(s["opt_d"])
         if self.G is not None:
@@ -117,7 +122,7 @@ class Run:
         self.fixed_z = s["fixed_z"]
         self.epoch, self.step, self.global_step, self.best_val = s["epoch"], s["step"], s["global_step"], s["best_val"]
         self.losses = s["acc"]
-        if len(self.losses) != self.steps_per_epoch:  # another world size or batch: redo the partial epoch
+        if len(self.losses) != self.steps_per_epoch or not exact:  # another batch or data: redo the partial epoch
             self.losses, self.step = torch.zeros(self.steps_per_epoch, len(self.term_names)), 0
         for sched in self.schedulers:  # the rate is a function of the position: seek to it
             sched.last_epoch = self.epoch * self.steps_per_epoch + self.step - 1
@@ -127,10 +132,13 @@ class Run:
             torch.cuda.set_rng_state_all(s["rng"]["cuda"])
         if self.dd.rank:
             torch.manual_seed(self.cfg.train.seed + 1_000_003 * self.dd.rank + self.global_step)
+        if not exact:
+            return False
         self.lab.load_state_dict(s["rng"]["lab"])
         for stream, key in ((self.unl, "unl"), (self.unl_g, "unl_g")):
             if stream is not None:
                 stream.load_state_dict(s["rng"][key])
+        return True
 
 
 def build_run(cfg: Config, data: SourceData, split: Split, device: torch.device, dd: Dist = Dist()) -> Run:
