@@ -95,6 +95,18 @@ def test_a_run_resumes_after_files_disappear_from_its_folder(tmp_path, capsys):
     assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
 
 
+def test_a_file_that_breaks_between_runs_is_named_on_resume_and_skippable(tmp_path, capsys):
+    root = make_folder_dataset(tmp_path / "d", labeled=4, unlabeled=40, test=0, jpeg=0.0)
+    run = tmp_path / "run"
+    assert cli.main(train_args(root, run, "--epochs", "1")) == 0
+    victim = sorted((root / "unlabeled").glob("*.png"))[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    err = error_of(capsys, ["train", "--resume", str(run), "--epochs", "2"])
+    assert str(victim) in err and "--data.skip_bad_files=true" in err
+    assert cli.main(["train", "--resume", str(run), "--epochs", "2", "--data.skip_bad_files=true"]) == 0
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2] and str(victim) in (run / "bad_files.txt").read_text()
+
+
 def test_suggest_never_overwrites_a_file_in_copy_to(tmp_path, capsys):
     root = make_folder_dataset(tmp_path / "d", labeled=3, unlabeled=10, test=0)
     assert cli.main(train_args(root, tmp_path / "run")) == 0
