@@ -1,7 +1,8 @@
 """Write the embedded MNIST subset (package data) from the full IDX files.
 
 6,000 training images (600 per class) and 1,000 test images (100 per class), drawn with a fixed
-seed, stored as gzip IDX files under src/ssgan/data/embedded/. The demo falls back to them when
+seed, stored as gzip IDX files under src/ssgan/data/embedded/ (their sha256 is listed in
+ssgan/data/standard.py: update it when they change). The demo falls back to them when
 the full files are neither found nor downloadable; benchmarks refuse them.
 
     python scripts/make_mnist_subset.py --data-root DIR   # a folder holding mnist/ with the four full files
@@ -14,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ssgan.data.idx import write_idx_gz
-from ssgan.data.mnist import MNIST_COUNTS, MNIST_FILES, SUBSET_COUNTS, _find, mnist_folders, read_mnist_files
+from ssgan.data.standard import load_idx
+
+SUBSET_COUNTS = {"train": 6000, "t10k": 1000}
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "ssgan" / "data" / "embedded"
 
@@ -24,11 +27,8 @@ def main() -> None:
     parser.add_argument("--data-root", required=True, help="folder holding mnist/ with the four full IDX files")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    paths = {stem: _find(mnist_folders(Path(args.data_root)), stem) for stem in MNIST_FILES}
-    missing = [s for s, p in paths.items() if p is None]
-    if missing:
-        raise SystemExit(f"missing under {args.data_root}: {', '.join(missing)}")
-    sets = read_mnist_files(paths, MNIST_COUNTS)
+    data = load_idx("mnist", Path(args.data_root), download=False)  # the verified full files
+    sets = {"train": data.train, "t10k": data.test}
     rng = np.random.default_rng(args.seed)
     OUT.mkdir(parents=True, exist_ok=True)
     for part, count in SUBSET_COUNTS.items():

@@ -1,4 +1,4 @@
-"""Shared fixtures: seeded RNGs, no network beyond 127.0.0.1, the full MNIST files ($SSGAN_DATA), tiny MNIST files."""
+"""Shared fixtures: seeded RNGs, no network beyond 127.0.0.1, the full MNIST files ($SSGAN_DATA)."""
 from __future__ import annotations
 
 import os
@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from ssgan.data.idx import write_idx_gz
+pytest_plugins = ["http_server"]  # the `served` fixture: a real HTTP server on 127.0.0.1
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_tmp(tmp_path_factory):
+    """Decompressed copies and downloads go to a cache of the session's own, never the user's."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(autouse=True)
@@ -50,29 +56,3 @@ def mnist_root() -> Path:
     if not os.environ.get("SSGAN_DATA") or not (root / "mnist" / "train-labels-idx1-ubyte.gz").is_file():
         pytest.skip("full MNIST files not found: set $SSGAN_DATA to a folder holding mnist/")
     return root
-
-
-def make_fake_mnist(folder: Path, counts: dict[str, int], size: int = 28, seed: int = 0) -> dict[str, Path]:
-    """The four MNIST files under their standard names, tiny and random, gzip IDX."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for part, n in counts.items():
-        images = rng.integers(0, 256, size=(n, size, size), dtype=np.uint8)
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        for stem, array in ((f"{part}-images-idx3-ubyte", images), (f"{part}-labels-idx1-ubyte", labels)):
-            paths[stem] = folder / f"{stem}.gz"
-            write_idx_gz(array, paths[stem])
-    return paths
-
-
-@pytest.fixture
-def make_mnist():
-    """The factory itself, for tests that need other counts or a folder of their own."""
-    return make_fake_mnist
-
-
-@pytest.fixture
-def fake_mnist(tmp_path) -> dict[str, Path]:
-    """Four valid fake MNIST files: 20 training and 10 test images."""
-    return make_fake_mnist(tmp_path / "fake", {"train": 20, "t10k": 10})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssgan.data.idx import read_idx
+from ssgan.data.standard import load_idx
 from ssgan.errors import ConfigError, DataError
 from ssgan.data.split import Split, check_matches, draw_split, per_class_request
 
@@ -187,7 +187,7 @@ def test_check_matches(y, tmp_path):
 
 # ------------------------------------------------------------------------------------------- real MNIST
 def test_real_mnist_100_labels_10_per_class(mnist_root):
-    y = read_idx(mnist_root / "mnist" / "train-labels-idx1-ubyte.gz").astype(np.int64)
+    y = load_idx("mnist", mnist_root, download=False).train.y.numpy()
     s = draw_split(y, 10, "mnist", 0, labels=100, val_size=5000)
     assert per_class(y, s.labeled) == [10] * 10
     assert len(s.val) == 5000 and not set(s.val) & set(s.labeled)

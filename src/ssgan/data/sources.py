@@ -6,6 +6,7 @@ is read lazily and converts each image as it is read.
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Callable
@@ -15,21 +16,25 @@ import torch
 from ..errors import ConfigError
 from .base import SourceData
 from .folder import load_folder
-from .mnist import load_mnist
+from .standard import IDX_SETS, cache_dir, load_cifar10, load_idx, load_svhn
 from .synthetic import load_synthetic
 from .transforms import adapt_channels, resize_uint8
 
 
 def default_root() -> Path:
-    if os.environ.get("SSGAN_DATA"):
-        return Path(os.environ["SSGAN_DATA"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "ssgan"
+    """--data-root unset: $SSGAN_DATA, else the user's cache (where downloads go)."""
+    return Path(os.environ["SSGAN_DATA"]).expanduser() if os.environ.get("SSGAN_DATA") else cache_dir()
+
+
+def _idx(name: str, cfg, root: Path, arg: str) -> SourceData:
+    return load_idx(name, root, cfg.download, cfg.allow_subset)
 
 
 # name -> loader(data config, data root, the argument after "name:")
 SOURCES: dict[str, Callable[..., SourceData]] = {
-    "mnist": lambda cfg, root, arg: load_mnist(root, download=cfg.download, allow_subset=cfg.allow_subset),
+    **{name: functools.partial(_idx, name) for name in IDX_SETS},
+    "cifar10": lambda cfg, root, arg: load_cifar10(root, cfg.download),
+    "svhn": lambda cfg, root, arg: load_svhn(root, cfg.download),
     "synthetic": lambda cfg, root, arg: load_synthetic(),
     "folder": lambda cfg, root, arg: load_folder(cfg, Path(arg)),
 }
