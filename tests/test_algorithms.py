@@ -43,7 +43,7 @@ def assert_finite_scalar(t: torch.Tensor):
 @pytest.fixture(params=sorted(ALGORITHMS))
 def algo(request):
     torch.manual_seed(0)
-    return build_algorithm(MethodConfig(name=request.param))
+    return build_algorithm(MethodConfig(fm_distance="l2", name=request.param))
 
 
 def test_num_logits_covers_the_classes(algo):
@@ -97,13 +97,13 @@ def test_losses_work_in_float32(algo):
 
 def test_unknown_method_names_the_valid_ones():
     with pytest.raises(ConfigError) as e:
-        build_algorithm(MethodConfig(name="kplus2"))
+        build_algorithm(MethodConfig(fm_distance="l2", name="kplus2"))
     assert all(name in str(e.value) for name in ALGORITHMS)
 
 
 # --------------------------------------------------------------------------------------- kplus1
 def test_kplus1_reads_classes_from_all_but_the_last_column():
-    algo = build_algorithm(MethodConfig(name="kplus1"))
+    algo = build_algorithm(MethodConfig(fm_distance="l2", name="kplus1"))
     assert algo.num_logits(K) == K + 1
     logits = torch.arange(B * (K + 1), dtype=torch.float32).view(B, K + 1)
     assert torch.equal(algo.class_logits(logits), logits[:, :-1])
@@ -134,7 +134,7 @@ def test_kplus1_losses_match_their_formulas():
 
 # ------------------------------------------------------------------------------------------- fm
 def test_fm_has_k_logits_and_reads_them_all():
-    algo = build_algorithm(MethodConfig(name="fm"))
+    algo = build_algorithm(MethodConfig(fm_distance="l2", name="fm"))
     assert algo.num_logits(K) == K
     assert algo.num_logits(10) == 10
 
@@ -147,7 +147,7 @@ def test_fm_d_loss_equals_explicit_k_plus_1_cross_entropy_with_a_zero_fake_colum
     unlabeled: -log(1 - p_fake); generated: -log p_fake; the unsupervised half-weighted mean of both.
     """
     torch.manual_seed(0)
-    algo = build_algorithm(MethodConfig(name="fm", unsup_weight=0.6))
+    algo = build_algorithm(MethodConfig(fm_distance="l2", name="fm", unsup_weight=0.6))
     x = inputs(algo, seed=4)
     lab, unl, fake = (x[k].detach() * scale for k in ("logits_lab", "logits_unl", "logits_fake"))
 
@@ -167,7 +167,7 @@ def test_fm_d_loss_equals_explicit_k_plus_1_cross_entropy_with_a_zero_fake_colum
 
 
 def test_fm_g_loss_is_weighted_feature_matching():
-    algo = build_algorithm(MethodConfig(name="fm", fm_weight=3.0))
+    algo = build_algorithm(MethodConfig(fm_distance="l2", name="fm", fm_weight=3.0))
     x = inputs(algo, seed=5)
     total, terms = algo.g_loss(x["logits_fake"], x["feat_real"], x["feat_fake"])
     fm = (x["feat_real"].mean(0) - x["feat_fake"].mean(0)).square().mean()
@@ -177,7 +177,7 @@ def test_fm_g_loss_is_weighted_feature_matching():
 
 # ----------------------------------------------------------------------------------- supervised
 def test_supervised_needs_no_generator_and_ignores_unlabeled_inputs():
-    algo = build_algorithm(MethodConfig(name="supervised"))
+    algo = build_algorithm(MethodConfig(fm_distance="l2", name="supervised"))
     assert algo.uses_generator is False
     x = inputs(algo, seed=6)
     total, terms = algo.d_loss(x["logits_lab"], x["y_lab"], None, None)

@@ -45,7 +45,7 @@ def test_train_help_lists_every_config_key(capsys):
     assert code == 0
     for key in C.all_keys():
         assert f"--{key} " in out, key
-    assert "--optim.lr (default 0.003)" in out and "--data.labels (default None)" in out
+    assert "--optim.lr (default None)" in out and "--model.net (default 'auto')" in out and "--data.labels (default None)" in out
     assert "--labels N" in out  # the short aliases too
 
 

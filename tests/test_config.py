@@ -22,7 +22,8 @@ def test_defaults_build_and_validate():
     assert cfg.data.dataset == "mnist" and cfg.data.labels is None  # None: the dataset's own (MNIST: 100)
     assert cfg.data.labels_per_class is None and cfg.data.labeled_rate is None
     # The settings with measured results (Salimans et al.'s MNIST model), so a bare `ssgan train` works.
-    assert (cfg.method.name, cfg.model.net, cfg.optim.lr, cfg.optim.eps, cfg.train.ema) == ("fm", "mlp", 3e-3, 1e-4, 0.999)
+    assert (cfg.method.name, cfg.model.net, cfg.optim.eps, cfg.train.ema) == ("fm", "auto", 1e-4, 0.999)
+    assert cfg.optim.lr is None and cfg.method.fm_distance is None  # the chosen net's, filled in by settle()
     assert cfg.train.batch_size == 100
 
 

@@ -13,7 +13,7 @@ import torch
 
 from ssgan import config as C
 from ssgan.algorithms import build_algorithm
-from ssgan.nets import build_nets
+from ssgan.nets import build_nets, settle
 from ssgan.training.step import DiscriminatorPass, d_step, frozen_bn_stats, g_step, make_step_parts
 
 
@@ -52,8 +52,8 @@ def sgd(params):
 @pytest.mark.parametrize("method,net,size", [("fm", "mlp", 16), ("kplus1", "mlp", 16), ("kplus1", "dcgan28", 28)])
 def test_fast_step_equals_plain_step(method, net, size):
     torch.manual_seed(0)
-    cfg = C.build(overrides={"method.name": method, "model.net": net, "model.width": 0.125, "model.dropout": 0.0,
-                             "data.image_size": size})
+    cfg = settle(C.build(overrides={"method.name": method, "model.net": net, "model.width": 0.125,
+                                    "model.dropout": 0.0, "data.image_size": size}), 1, size)
     algo = build_algorithm(cfg.method)
     D, G = build_nets(cfg.model, 1, size, algo.num_logits(4))
     for m in D.modules():  # the MLP's Gaussian noise draws in a different order when batches are concatenated

@@ -345,3 +345,16 @@ def test_the_labeled_folder_is_the_labeled_set_by_default(tmp_path, capsys):
     assert len(split["labeled"]) == 5 * len(CLASSES)
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["data"]["labels"] is None  # the run records that no label count was asked for
+
+
+def test_a_colour_folder_with_no_flags_gets_cnn32_at_32_pixels_and_its_settings(tmp_path, capsys):
+    """--net auto on colour photos: the net with measured CIFAR-10 results, at the size it is built for."""
+    root = make_folder_dataset(tmp_path / "d", labeled=3, unlabeled=20, test=2, rgb=1.0, sides=(40, 50))
+    run = tmp_path / "run"
+    args = ["train", "--data", f"folder:{root}", "--run-dir", str(run), "--epochs", "1", "--max-steps", "2",
+            "--batch-size", "8", "--device", "cpu", "--width", "0.125", "--train.sample_every=0"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["net"] == "cnn32" and saved["optim"]["lr"] == 3e-4
+    assert saved["method"]["fm_distance"] == "l1" and (saved["data"]["image_size"], saved["data"]["channels"]) == (32, 3)
+    assert "image size 32 (what the net is built for" in capsys.readouterr().out

@@ -15,7 +15,7 @@ from helpers_train import torch_threads
 
 # The image size each net is built for; the MLP takes any size, so the smallest that is quick, and
 # `dcgan` picks the dcganN of the image size.
-SIZES = {"mlp": 16, "dcgan": 28, **{f"dcgan{s}": s for s in D_LAYERS}}
+SIZES = {"mlp": 16, "cnn32": 32, "dcgan": 28, **{f"dcgan{s}": s for s in D_LAYERS}}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -114,7 +114,7 @@ def test_a_wrong_image_size_names_the_valid_nets(net, size):
         build(net, size=size)
     msg = str(e.value)
     assert f"image_size={net.removeprefix('dcgan')}" in msg and str(size) in msg
-    assert all(f"dcgan{s}" in msg for s in D_LAYERS)
+    assert "mlp" in msg and "--net auto" in msg
 
 
 @pytest.mark.parametrize("size", sorted(D_LAYERS))
@@ -186,3 +186,63 @@ def test_mlp_generator_and_discriminator_noise_only_in_train_mode():
     assert torch.equal(D(x)[1], D(x)[1])
     z = G.sample_z(3)
     assert z.min() >= 0 and z.max() <= 1                      # uniform noise, as the reference
+
+
+# ----------------------------------------------------------------------------------------------- cnn32
+def test_cnn32_data_init_gives_each_unit_zero_mean_and_the_chosen_std():
+    from ssgan.nets.weightnorm import WeightNormed
+    D, G = build("cnn32", channels=3, width=0.25)
+    x = torch.rand(64, 3, 32, 32) * 2 - 1
+    torch.manual_seed(1)
+    D.data_init(x)
+    torch.manual_seed(1)                      # replay the same dropout masks, layer by layer
+    h, checked = x, 0
+    for layer in D.body:
+        h = layer(h)
+        if isinstance(layer, WeightNormed):
+            mean, std = h.mean(dim=(0, 2, 3)), h.std(dim=(0, 2, 3), unbiased=False)
+            torch.testing.assert_close(mean, torch.zeros_like(mean), atol=1e-4, rtol=0)
+            torch.testing.assert_close(std, torch.ones_like(std), atol=1e-3, rtol=0)
+            checked += 1
+    assert checked == 9 and all(not m.g.requires_grad for m in D.body if isinstance(m, WeightNormed))
+    logits = D.head(h.mean(dim=(2, 3)))
+    torch.testing.assert_close(logits.std(0, unbiased=False), torch.full((5,), 0.1), atol=1e-4, rtol=0)
+    assert D.head.g.requires_grad
+    z = G.sample_z(64)
+    G.data_init(z)
+    pre_tanh = G.out(G.hidden(z))
+    torch.testing.assert_close(pre_tanh.std(dim=(0, 2, 3), unbiased=False), torch.full((3,), 0.1), atol=1e-4, rtol=0)
+
+
+def test_cnn32_matches_the_reference_layout_at_full_width():
+    D, G = build("cnn32", channels=3, num_logits=10, width=1.0)
+    convs = [m for m in D.body if hasattr(m, "v")]
+    assert [tuple(m.v.shape[:2]) for m in convs] == [(96, 3), (96, 96), (96, 96), (192, 96), (192, 192),
+                                                     (192, 192), (192, 192), (192, 192), (192, 192)]
+    assert [m.stride for m in convs] == [1, 1, 2, 1, 1, 2, 1, 1, 1]
+    assert [m.v.shape[-1] for m in convs][-3:] == [3, 1, 1] and convs[-3].padding == 0
+    assert [p for p in (m.p for m in D.body if isinstance(m, torch.nn.Dropout))] == [0.2, 0.5, 0.5]
+    assert G.fc.out_features == 4 * 4 * 512 and G.up1.out_channels == 256 and G.up2.out_channels == 128
+    x = G(G.sample_z(2))
+    assert x.shape == (2, 3, 32, 32) and x.abs().max() <= 1
+
+
+# ------------------------------------------------------------------------------------------- net auto
+@pytest.mark.parametrize("channels, size, net", [(1, 28, "mlp"), (3, 28, "mlp"), (3, 32, "cnn32"), (1, 32, "cnn32"),
+                                                 (1, 64, "dcgan64"), (3, 16, "mlp")])
+def test_net_auto_picks_by_image_size(channels, size, net):
+    from ssgan.nets import choose_net
+    assert choose_net(channels, size) == net
+
+
+def test_settle_fills_in_the_net_s_paper_settings_and_keeps_explicit_ones():
+    from ssgan import config as C
+    from ssgan.nets import preferred_size, settle
+    cfg = settle(C.build(overrides={"data.dataset": "cifar10"}), 3, 32)
+    assert (cfg.model.net, cfg.optim.lr, cfg.method.fm_distance) == ("cnn32", 3e-4, "l1")
+    assert (cfg.data.image_size, cfg.data.channels) == (32, 3)
+    cfg = settle(C.build(overrides={"optim.lr": 1e-3, "method.fm_distance": "l2"}), 3, 32)
+    assert (cfg.model.net, cfg.optim.lr, cfg.method.fm_distance) == ("cnn32", 1e-3, "l2")
+    assert settle(C.build(), 1, 28).model.net == "mlp" and settle(C.build(), 1, 28).optim.lr == 3e-3
+    assert (preferred_size("auto", 1), preferred_size("auto", 3), preferred_size("cnn32", 1),
+            preferred_size("mlp", 3)) == (28, 32, 32, None)

@@ -135,8 +135,8 @@ def run_with_garbled_labels(monkeypatch, run_dir: Path, split_from: Path, keep_o
     real_load_source = ssgan.training.loop.load_source
     garbled_count = []
 
-    def load_source(cfg_data):
-        data = real_load_source(cfg_data)
+    def load_source(cfg_data, **kwargs):
+        data = real_load_source(cfg_data, **kwargs)
         y_bad = garbled(data.train.y, keep_of(split), data.num_classes)
         garbled_count.append(int((y_bad != data.train.y).sum()))
         data.train.y = y_bad

@@ -1,6 +1,7 @@
 """The training loop: which weights a step moves, BN statistics, exact resume, interruption, the NaN guard."""
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import time
@@ -131,10 +132,10 @@ def test_the_g_step_leaves_d_alone_and_generated_images_stay_out_of_d_batch_norm
     dcgan28 = NETS["dcgan28"]
 
     def with_half_g(cfg, channels, size, num_logits, generator):
-        D, G = dcgan28(cfg, channels, size, num_logits, generator)
+        D, G = dcgan28.build(cfg, channels, size, num_logits, generator)
         return D, HalfG(G)
 
-    monkeypatch.setitem(NETS, "dcgan28_half_g", with_half_g)
+    monkeypatch.setitem(NETS, "dcgan28_half_g", dataclasses.replace(dcgan28, build=with_half_g))
     short = {"train.epochs": 1, "train.max_steps": 2, "train.sample_every": 0, "method.name": "d_off"}
     cfg = make_cfg({**TINY_DCGAN, **short})
     a = train_and_load(cfg, tmp_path / "a")
@@ -384,4 +385,17 @@ def test_a_supervised_run_saves_no_generator_and_resumes(tmp_path):
     assert not (tmp_path / "run" / "samples").exists()
     T.train(make_cfg(TINY, method__name="supervised", train__epochs=2, train__max_steps=3), tmp_path / "run",
             resume=True)
+    assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2]
+
+
+def test_cnn32_trains_a_few_steps_on_colour_images_and_resumes(tmp_path):
+    cfg = make_cfg(TINY, model__net="cnn32", model__width=0.125, data__image_size=32, data__channels=3,
+                   optim__lr=3e-4, train__epochs=1, train__max_steps=3, train__sample_every=1)
+    T.train(cfg, tmp_path / "run")
+    state = ckpt.load(tmp_path / "run")
+    assert state["input_shape"] == [3, 32] and state["global_step"] == 3
+    assert all(torch.isfinite(v).all() for v in state["D"].values() if v.is_floating_point())
+    assert (tmp_path / "run" / "samples" / "epoch_001.png").is_file()
+    T.train(make_cfg(TINY, model__net="cnn32", model__width=0.125, data__image_size=32, data__channels=3,
+                     optim__lr=3e-4, train__epochs=2, train__max_steps=3), tmp_path / "run", resume=True)
     assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2]

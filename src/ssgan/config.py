@@ -63,10 +63,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    net: str = _f("mlp", "network pair from the NETS registry: mlp (Salimans et al.'s MNIST pair, the one with "
-                         "measured results), dcgan (the recipe's design at the image size), dcgan28, dcgan32, dcgan64")
-    width: float = _f(1.0, "channel multiplier of the DCGAN nets; 0.25 trains the recipe in minutes on a CPU",
-                      valid=POSITIVE)
+    net: str = _f("auto", "network pair from the NETS registry, or auto: the measured choice for the data (mlp "
+                          "for 28 x 28 images, cnn32 for 32 x 32, dcgan64 for 64); mlp, cnn32, dcgan, dcgan28, "
+                          "dcgan32, dcgan64")
+    width: float = _f(1.0, "channel multiplier of the conv nets (cnn32, dcgan); below 1 trains them in minutes on "
+                           "a CPU", valid=POSITIVE)
     dropout: float = _f(0.3, "dropout probability in the DCGAN nets (the recipe passed keep_prob 0.7)",
                         valid=FRACTION)
     z_dim: int = _f(100, "latent size, as in the recipe and Salimans et al.", valid=AT_LEAST_1)
@@ -76,8 +77,8 @@ class ModelConfig:
 class MethodConfig:
     name: str = _f("fm", "method from the ALGORITHMS registry: fm (Salimans et al., the measured best), kplus1, "
                          "supervised")
-    fm_distance: str = _f("l2", "feature-matching distance: l2 as in Salimans et al., l1 as the recipe's text",
-                          ("l2", "l1"))
+    fm_distance: str | None = _f(None, "feature-matching distance: l2 (mean squared) or l1 (mean absolute); "
+                                       "None: the net's paper's (l2 for mlp and dcgan, l1 for cnn32)", ("l2", "l1"))
     unsup_weight: float = _f(1.0, "weight of the unsupervised real/fake term in the D loss", valid=NON_NEGATIVE)
     adv_weight: float = _f(1.0, "kplus1: weight of G's non-saturating 'looks real' term", valid=NON_NEGATIVE)
     fm_weight: float = _f(1.0, "weight of G's feature-matching term", valid=NON_NEGATIVE)
@@ -85,8 +86,8 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = _f(3e-3, "Adam learning rate of D and G (Salimans et al.'s for the mlp pair; the DCGAN nets "
-                         "want about 2e-4)", valid=POSITIVE)
+    lr: float | None = _f(None, "Adam learning rate of D and G; None: the net's paper's (mlp 3e-3, cnn32 3e-4, "
+                                "dcgan 2e-4)", valid=POSITIVE)
     g_lr: float | None = _f(None, "G's learning rate; None: the same as lr", valid=POSITIVE)
     beta1: float = _f(0.5, "Adam beta1; 0.5 is the GAN standard since DCGAN", valid=FRACTION)
     beta2: float = _f(0.999, "Adam beta2", valid=FRACTION)

@@ -17,6 +17,7 @@ import statistics
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -150,7 +151,9 @@ def _by_class(root: Path, what: str, skip: bool, bad: list[str], classes: list[s
     return classes, list(paths), list(labels)
 
 
-def load_folder(cfg, path: Path) -> SourceData:
+def load_folder(cfg, path: Path, size_for: Callable[[int], int | None] | None = None) -> SourceData:
+    """`size_for(channels)`: the image size the chosen net wants when none is configured (None:
+    infer it from the labeled images' sizes)."""
     path = path.expanduser()
     if not path.is_dir():
         raise DataError(f"folder:{path}: no such folder")
@@ -174,6 +177,10 @@ def load_folder(cfg, path: Path) -> SourceData:
         if channels is None:
             channels = 1 if all(m in ("1", "L", "LA", "I", "I;16", "F") for m in modes) else 3
             notes.append(f"channels {channels} (inferred from the labeled images)")
+        wanted = size_for(channels) if size is None and size_for is not None else None
+        if wanted is not None:
+            size = wanted
+            notes.append(f"image size {size} (what the net is built for; --image-size changes it)")
         if size is None:
             median = statistics.median(sides)
             size = min(SIZES, key=lambda s: abs(s - median))

@@ -26,30 +26,34 @@ def default_root() -> Path:
     return Path(os.environ["SSGAN_DATA"]).expanduser() if os.environ.get("SSGAN_DATA") else cache_dir()
 
 
-def _idx(name: str, cfg, root: Path, arg: str) -> SourceData:
+def _idx(name: str, cfg, root: Path, arg: str, size_for) -> SourceData:
     return load_idx(name, root, cfg.download, cfg.allow_subset)
 
 
-# name -> loader(data config, data root, the argument after "name:")
+# name -> loader(data config, data root, the argument after "name:", size_for); a lazily read source
+# (folder) sizes its images itself, the others are resized below.
 SOURCES: dict[str, Callable[..., SourceData]] = {
     **{name: functools.partial(_idx, name) for name in IDX_SETS},
-    "cifar10": lambda cfg, root, arg: load_cifar10(root, cfg.download),
-    "svhn": lambda cfg, root, arg: load_svhn(root, cfg.download),
-    "synthetic": lambda cfg, root, arg: load_synthetic(),
-    "folder": lambda cfg, root, arg: load_folder(cfg, Path(arg)),
+    "cifar10": lambda cfg, root, arg, size_for: load_cifar10(root, cfg.download),
+    "svhn": lambda cfg, root, arg, size_for: load_svhn(root, cfg.download),
+    "synthetic": lambda cfg, root, arg, size_for: load_synthetic(),
+    "folder": lambda cfg, root, arg, size_for: load_folder(cfg, Path(arg), size_for),
 }
 TAKES_ARGUMENT = {"folder": "folder:PATH"}
 
 
-def load_source(cfg) -> SourceData:
-    """Load the configured source and bring resident images to the configured size and channels."""
+def load_source(cfg, size_for: Callable[[int], int | None] | None = None) -> SourceData:
+    """Load the configured source and bring resident images to the configured size and channels.
+    `size_for(channels)`: the size a folder is resized to when none is configured (the net's)."""
     root = Path(cfg.root).expanduser() if cfg.root else default_root()
     kind, colon, arg = cfg.dataset.partition(":")
     valid = ", ".join(TAKES_ARGUMENT.get(k, k) for k in SOURCES)
     if kind not in SOURCES or bool(colon) != (kind in TAKES_ARGUMENT) or (colon and not arg):
         raise ConfigError(f"unknown dataset '{cfg.dataset}' (--data); valid: {valid}")
-    data = SOURCES[kind](cfg, root, arg)
+    data = SOURCES[kind](cfg, root, arg, size_for)
     for part in (data.train, data.test):
         if part is not None and isinstance(part.x, torch.Tensor):
-            part.x = adapt_channels(resize_uint8(part.x, cfg.image_size or part.x.shape[-1]), cfg.channels)
+            channels = cfg.channels or part.x.shape[1]
+            size = cfg.image_size or (size_for(channels) if size_for else None) or part.x.shape[-1]
+            part.x = adapt_channels(resize_uint8(part.x, size), cfg.channels)
     return data

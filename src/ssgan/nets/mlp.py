@@ -17,29 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-class WNLinear(nn.Module):
-    """Dense layer with weight normalisation; the norm is applied to the output, which is cheaper."""
-
-    def __init__(self, n_in: int, n_out: int, train_scale: bool = False, init_std: float = 0.1):
-        super().__init__()
-        self.v = nn.Parameter(torch.randn(n_out, n_in) * init_std)
-        self.g = nn.Parameter(torch.ones(n_out), requires_grad=train_scale)
-        self.b = nn.Parameter(torch.zeros(n_out))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.v) * (self.g / self.v.norm(dim=1)) + self.b
-
-    @torch.no_grad()
-    def data_init(self, x: torch.Tensor) -> torch.Tensor:
-        """Set g and b so this layer's outputs on `x` have zero mean and unit variance per unit."""
-        self.g.fill_(1.0)
-        self.b.zero_()
-        a = self(x)
-        mean, std = a.mean(0), a.std(0, unbiased=False).clamp_min(1e-8)
-        self.g.div_(std)
-        self.b.copy_(-mean / std)
-        return self(x)
+from .weightnorm import WNLinear
 
 
 def to_reference_scale(x: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from ..data.sources import load_source
 from ..errors import Interrupted, NonFiniteLoss
 from ..evaluate import accuracy_and_errors
 from ..files import atomic_write_text, remove_stale_temps
+from ..nets import preferred_size
 from ..samples import generate, plot_curves, save_grid
 from ..tracking import Metrics, Progress, epoch_line, log, write_summary
 from . import checkpoint, distributed
@@ -44,14 +45,13 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
     say = log if dd.main else (lambda msg: None)
     if t.threads:
         torch.set_num_threads(t.threads)
-    saved = None
-    if resume:  # checked before anything is written, so a refused resume leaves the run folder intact
-        saved = checkpoint.load(run_dir, "last")
-        checkpoint.check_compatible(saved["config"], cfg.to_dict(), run_dir / "checkpoints" / "last.pt")
+    saved = checkpoint.load(run_dir, "last") if resume else None
 
-    data = load_source(cfg.data)
+    data = load_source(cfg.data, size_for=lambda channels: preferred_size(cfg.model.net, channels))
     split, split_note = load_or_draw_split(cfg, data, run_dir)  # deterministic: every rank draws the same
     run = build_run(cfg, data, split, device, dd)               # refuses a bad method, net or size
+    if saved:  # checked before anything is written, so a refused resume leaves the run folder intact
+        checkpoint.check_compatible(saved["config"], run.cfg.to_dict(), run_dir / "checkpoints" / "last.pt")
     with locked(run_dir, enabled=dd.main), stop_on_signals() as stop:  # written from here on, by rank 0 alone
         if dd.main:
             start_folder(run_dir, run, split_note)
@@ -64,7 +64,7 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
             metrics.truncate(run.epoch)
         say(f"run {run_dir}: {data.name}, {split.request} ({len(split.labeled)} labeled, "
             f"{len(split.unlabeled_indices())} unlabeled, {len(split.val)} val), method {cfg.method.name}, "
-            f"net {cfg.model.net}, device {device}{f' x {dd.world} processes' if dd.enabled else ''}"
+            f"net {run.cfg.model.net} (lr {run.cfg.optim.lr:g}), device {device}{f' x {dd.world} processes' if dd.enabled else ''}"
             f"{', bf16' if t.amp == 'bf16' else ''}")
         t_start = time.time()
         for epoch in range(run.epoch, t.epochs):

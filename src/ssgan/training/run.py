@@ -19,7 +19,7 @@ from ..data.base import SourceData
 from ..data.split import Split
 from ..data.streams import LabeledStream, UnlabeledStream
 from ..errors import CheckpointError, ConfigError
-from ..nets import build_nets
+from ..nets import build_nets, settle
 from .distributed import Dist
 from .step import StepParts, make_step_parts
 
@@ -142,9 +142,11 @@ class Run:
 
 
 def build_run(cfg: Config, data: SourceData, split: Split, device: torch.device, dd: Dist = Dist()) -> Run:
-    """Everything a run trains with, at step 0: seeded, so the same config gives the same run."""
-    t = cfg.train
+    """Everything a run trains with, at step 0: seeded, so the same config gives the same run.
+    The run's config is `cfg` settled for the data: the net chosen, its settings filled in."""
     K, channels, size = data.num_classes, data.train.x.shape[1], data.train.x.shape[-1]
+    cfg = settle(cfg, channels, size)
+    t = cfg.train
     unl_pool = torch.from_numpy(split.unlabeled_indices())
     global_batch = t.batch_size * dd.world  # train.batch_size is per process
     steps_per_epoch = len(unl_pool) // global_batch
@@ -177,6 +179,8 @@ def build_run(cfg: Config, data: SourceData, split: Split, device: torch.device,
         fixed_z = G.sample_z(64, "cpu", torch.Generator().manual_seed(t.seed))
     if hasattr(D, "data_init"):  # data-dependent init of weight-normalised layers (Salimans et al.)
         D.data_init(UnlabeledStream(data.train.x, unl_pool, 500, stream_seed(4), device).next())
+    if hasattr(G, "data_init"):
+        G.data_init(G.sample_z(t.batch_size, device))
     ema = make_ema(D, t.ema) if t.ema else None
     if dd.rank:  # dropout, noise and z differ between ranks; rank 0 draws what a single process would
         torch.manual_seed(t.seed + 1_000_003 * dd.rank)
