@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ssgan import config as C
 from ssgan.algorithms import build_algorithm
-from ssgan.nets import build_nets
+from ssgan.nets import build_nets, settle
 from ssgan.files import atomic_write_text
 from ssgan.training.step import StepParts, d_step, g_step, make_step_parts
 
@@ -76,16 +76,17 @@ def ceilings(n: int = 2048, reps: int = 11) -> dict:
 
 
 def make_parts(method: str, net: str, size: int, width: float, batch: int, amp: str, lr: float,
-               compile_d: bool = False):
-    cfg = C.build(overrides={"method.name": method, "model.net": net, "model.width": width,
-                             "data.image_size": size, "train.batch_size": batch, "train.amp": amp, "optim.lr": lr})
+               compile_d: bool = False, channels: int = 1):
+    cfg = settle(C.build(overrides={"method.name": method, "model.net": net, "model.width": width,
+                                    "data.image_size": size, "train.batch_size": batch, "train.amp": amp,
+                                    "optim.lr": lr}), channels, size)
     torch.manual_seed(0)
     algo = build_algorithm(cfg.method)
-    D, G = build_nets(cfg.model, 1, size, algo.num_logits(10))
+    D, G = build_nets(cfg.model, channels, size, algo.num_logits(10))
     if compile_d:
         D = torch.compile(D, dynamic=False)
     parts = make_step_parts(cfg, algo, D, G, torch.device("cpu"))  # training's optimisers (fused Adam)
-    x = lambda: torch.rand(batch, 1, size, size) * 2 - 1  # noqa: E731
+    x = lambda: torch.rand(batch, channels, size, size) * 2 - 1  # noqa: E731
     batches = (x(), torch.randint(0, 10, (batch,)), x(), x())
     return parts, batches
 

@@ -358,3 +358,17 @@ def test_a_colour_folder_with_no_flags_gets_cnn32_at_32_pixels_and_its_settings(
     assert saved["model"]["net"] == "cnn32" and saved["optim"]["lr"] == 3e-4
     assert saved["method"]["fm_distance"] == "l1" and (saved["data"]["image_size"], saved["data"]["channels"]) == (32, 3)
     assert "image size 32 (what the net is built for" in capsys.readouterr().out
+
+
+def test_a_cifar_style_folder_reads_train_as_labeled_and_labels_subsample_it(tmp_path, capsys):
+    """train/<class>/ + test/<class>/, every image labeled: --labels draws the labeled set, all are unlabeled."""
+    src = make_folder_dataset(tmp_path / "src", labeled=8, unlabeled=0, test=2)
+    root = tmp_path / "cifar_style"
+    shutil.copytree(src / "labeled", root / "train")
+    shutil.copytree(src / "test", root / "test")
+    run = tmp_path / "run"
+    assert cli.main(train_args(root, run, "--labels", "6", "--batch-size", "8")) == 0, capsys.readouterr().err
+    split = json.loads((run / "split.json").read_text())
+    assert split["request"] == "labels=6" and split["labeled_per_class"] == [2, 2, 2] and split["num_train"] == 24
+    assert all(f.startswith("train/") for f in split["files"]["labeled"])
+    assert "24 labeled images in 3 classes, 0 unlabeled, 6 test" in capsys.readouterr().out

@@ -1,4 +1,5 @@
 """Your own images: `folder:PATH` with labeled/<class>/, unlabeled/**/ and optional test/<class>/.
+A CIFAR-style folder, train/<class>/ and test/<class>/, is read with train/ as labeled/.
 
 Images are read lazily, file by file, so an unlabeled folder larger than memory trains: only the
 list of paths is resident. `FileImages` indexes like a uint8 tensor (`images[idx]` -> (B, C, H, W)),
@@ -132,7 +133,8 @@ def _by_class(root: Path, what: str, skip: bool, bad: list[str], classes: list[s
               ) -> tuple[list[str], list[Path], list[int]]:
     """Class names (sorted subfolders, or the given ones) and every good image with its class index."""
     if not root.is_dir():
-        raise DataError(f"{root} is missing: {what} needs one subfolder per class ({root}/<class_name>/*.png)")
+        alias = " (or train/<class>/, the CIFAR-style layout)" if what == "labeled/" else ""
+        raise DataError(f"{root} is missing: {what}{alias} needs one subfolder per class ({root}/<class_name>/*.png)")
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not found:
         raise DataError(f"{root} has no class subfolders ({root}/<class_name>/*.png)")
@@ -158,9 +160,12 @@ def load_folder(cfg, path: Path, size_for: Callable[[int], int | None] | None = 
     if not path.is_dir():
         raise DataError(f"folder:{path}: no such folder")
     bad: list[str] = []
-    classes, lab_paths, lab_y = _by_class(path / "labeled", "labeled/", cfg.skip_bad_files, bad)
+    # A CIFAR-style folder (train/<class>/, test/<class>/, every training image labeled) reads as one
+    # whose labeled/ is train/: --labels N then draws the labeled images, and all serve as unlabeled.
+    labeled = path / "labeled" if (path / "labeled").is_dir() or not (path / "train").is_dir() else path / "train"
+    classes, lab_paths, lab_y = _by_class(labeled, "labeled/", cfg.skip_bad_files, bad)
     if len(classes) < 2:
-        raise DataError(f"{path / 'labeled'} has one class ('{classes[0]}'); a classifier needs at least two "
+        raise DataError(f"{labeled} has one class ('{classes[0]}'); a classifier needs at least two "
                         "classes, one subfolder each")
     unl_root = path / "unlabeled"
     unl_paths = screen(sorted(p for p in unl_root.rglob("*") if p.is_file() and _visible(unl_root)(p)),
