@@ -62,10 +62,7 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
         metrics = Metrics(run_dir) if dd.main else None
         if metrics:
             metrics.truncate(run.epoch)
-        say(f"run {run_dir}: {data.name}, {split.request} ({len(split.labeled)} labeled, "
-            f"{len(split.unlabeled_indices())} unlabeled, {len(split.val)} val), method {cfg.method.name}, "
-            f"net {run.cfg.model.net} (lr {run.cfg.optim.lr:g}), device {device}{f' x {dd.world} processes' if dd.enabled else ''}"
-            f"{', bf16' if t.amp == 'bf16' else ''}")
+        say(describe(run, run_dir))
         t_start = time.time()
         for epoch in range(run.epoch, t.epochs):
             run.train_mode()
@@ -97,6 +94,13 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
         plot_curves(metrics.records, run_dir)
         n_test = len(data.test) if data.test is not None else 0
         return write_summary(run_dir, metrics.records, time.time() - t_start, data.name, n_test)
+
+
+def describe(run: Run, run_dir: Path) -> str:
+    c, s, dd = run.cfg, run.split, run.dd
+    return (f"run {run_dir}: {run.data.name}, {s.request} ({len(s.labeled)} labeled, {len(s.unlabeled_indices())} "
+            f"unlabeled, {len(s.val)} val), method {c.method.name}, net {c.model.net} (lr {c.optim.lr:g}), device "
+            f"{run.device}{f' x {dd.world} processes' if dd.enabled else ''}{', bf16' if c.train.amp == 'bf16' else ''}")
 
 
 def start_folder(run_dir: Path, run: Run, split_note: str) -> None:
