@@ -183,3 +183,20 @@ def test_supervised_needs_no_generator_and_ignores_unlabeled_inputs():
     total, terms = algo.d_loss(x["logits_lab"], x["y_lab"], None, None)
     torch.testing.assert_close(total, F.cross_entropy(x["logits_lab"], x["y_lab"]))
     assert set(terms) == {"sup"}
+
+
+def test_kplus1_softmax_real_fake_uses_the_k_plus_1_softmax():
+    """With real_fake=softmax, a real unlabeled image's loss is -log(1 - p_fake) under the (K+1)-way
+    softmax, so it depends on the class logits too (the sigmoid form sees only the last column)."""
+    torch.manual_seed(0)
+    soft = build_algorithm(MethodConfig(fm_distance="l2", name="kplus1", real_fake="softmax"))
+    sig = build_algorithm(MethodConfig(fm_distance="l2", name="kplus1", real_fake="sigmoid"))
+    logits = torch.randn(6, 5)
+    p_fake = logits.softmax(1)[:, -1]
+    torch.testing.assert_close(soft.fake_nll(logits, is_fake=False), -(1 - p_fake).log().mean())
+    torch.testing.assert_close(soft.fake_nll(logits, is_fake=True), -p_fake.log().mean())
+    torch.testing.assert_close(sig.fake_nll(logits, is_fake=True), -torch.sigmoid(logits[:, -1]).log().mean())
+    shifted = logits.clone()
+    shifted[:, :-1] += 1.0                                        # more class mass: "more real"
+    assert soft.fake_nll(shifted, is_fake=False) < soft.fake_nll(logits, is_fake=False)
+    assert torch.equal(sig.fake_nll(shifted, is_fake=False), sig.fake_nll(logits, is_fake=False))

@@ -142,3 +142,17 @@ def test_float32_losses_and_gradients_stay_finite_for_huge_logits(fn):
     out.backward()
     assert torch.isfinite(out)
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("is_fake", [True, False])
+def test_softmax_fake_nll_is_the_k_plus_1_cross_entropy_on_the_fake_class(scale, is_fake):
+    torch.manual_seed(0)
+    logits = (torch.rand(5, 4) * 2 - 1) * scale                 # K = 3 classes + the fake class
+    got = losses.softmax_fake_nll(logits.double(), is_fake=is_fake)
+    p_fake = [naive_softmax(row)[-1] for row in logits.tolist()]
+    want = dmean(-(p if is_fake else 1 - p).ln() if (p if is_fake else 1 - p) > 0 else Decimal(10 ** 9)
+                 for p in p_fake)
+    if want < Decimal(10 ** 8):                                  # finite in exact arithmetic
+        assert float(got) == pytest.approx(float(want), rel=1e-9, abs=1e-9)
+    assert torch.isfinite(got)

@@ -79,6 +79,9 @@ class MethodConfig:
                          "supervised")
     fm_distance: str | None = _f(None, "feature-matching distance: l2 (mean squared) or l1 (mean absolute); "
                                        "None: the net's paper's (l2 for mlp and dcgan, l1 for cnn32)", ("l2", "l1"))
+    real_fake: str = _f("sigmoid", "kplus1: how real/fake is read from D's K+1 outputs: sigmoid of the extra output "
+                                   "alone (the recipe's code), or softmax over all K+1 (Salimans et al. eq. 2: the "
+                                   "unlabeled term then shapes the class outputs too)", ("sigmoid", "softmax"))
     unsup_weight: float = _f(1.0, "weight of the unsupervised real/fake term in the D loss", valid=NON_NEGATIVE)
     adv_weight: float = _f(1.0, "kplus1: weight of G's non-saturating 'looks real' term", valid=NON_NEGATIVE)
     fm_weight: float = _f(1.0, "weight of G's feature-matching term", valid=NON_NEGATIVE)

@@ -49,3 +49,16 @@ def implicit_fake_unsupervised(logits_unl: torch.Tensor, logits_fake: torch.Tens
     lse_unl = torch.logsumexp(logits_unl, dim=1)
     lse_fake = torch.logsumexp(logits_fake, dim=1)
     return -0.5 * lse_unl.mean() + 0.5 * F.softplus(lse_unl).mean() + 0.5 * F.softplus(lse_fake).mean()
+
+
+def softmax_fake_nll(logits: torch.Tensor, is_fake: bool) -> torch.Tensor:
+    """Real/fake read from a (K+1)-way softmax, the fake class last (Salimans et al. 2016, eq. 2):
+    p(fake | x) = softmax(l)[K]. Returns the mean of -log p(fake) (is_fake) or -log(1 - p(fake)):
+      -log p(fake)     = LSE(l) - l_K
+      -log(1 - p(fake)) = LSE(l) - LSE(l_0..l_{K-1})
+    so real unlabeled images raise the class logits' total mass, as the labeled ones do for their class.
+    """
+    lse_all = torch.logsumexp(logits, dim=1)
+    if is_fake:
+        return (lse_all - logits[:, -1]).mean()
+    return (lse_all - torch.logsumexp(logits[:, :-1], dim=1)).mean()

@@ -2,10 +2,12 @@
 
 D has K+1 outputs, the last being the real/fake output.
   D loss = (K+1)-way cross-entropy on labeled images with the extended label (class, real)
-         + w * [ BCE(fake logit of x_unl -> real) + BCE(fake logit of G(z) -> fake) ]
-  G loss = a * BCE(fake logit of G(z) -> real)       (non-saturating)
+         + w * [ -log(1 - p_fake(x_unl)) - log p_fake(G(z)) ]
+  G loss = a * -log(1 - p_fake(G(z)))       (non-saturating)
          + b * feature matching of D's pooled features
-Class predictions read the K class columns only.
+p_fake is read per `real_fake`: the sigmoid of the extra output alone (the recipe's code), or its
+share of the (K+1)-way softmax (Salimans et al. eq. 2), where an unlabeled real image also raises
+the class outputs' total mass. Class predictions read the K class columns only.
 """
 from __future__ import annotations
 
@@ -25,14 +27,20 @@ class KPlus1(Algorithm):
     def class_logits(self, logits: torch.Tensor) -> torch.Tensor:
         return logits[:, :-1]
 
+    def fake_nll(self, logits: torch.Tensor, is_fake: bool) -> torch.Tensor:
+        """-log p_fake (is_fake) or -log(1 - p_fake), averaged over the batch."""
+        if self.cfg.real_fake == "softmax":
+            return losses.softmax_fake_nll(logits, is_fake)
+        return losses.real_fake_bce(logits[:, -1], is_fake)
+
     def d_loss(self, logits_lab, y_lab, logits_unl, logits_fake) -> tuple[torch.Tensor, Terms]:
         sup = losses.supervised_ce(logits_lab, y_lab)              # logits (B, K+1)
-        unl_real = losses.real_fake_bce(logits_unl[:, -1], is_fake=False)
-        unl_fake = losses.real_fake_bce(logits_fake[:, -1], is_fake=True)
+        unl_real = self.fake_nll(logits_unl, is_fake=False)
+        unl_fake = self.fake_nll(logits_fake, is_fake=True)
         total = sup + self.cfg.unsup_weight * (unl_real + unl_fake)
         return total, {"sup": sup, "unl_real": unl_real, "unl_fake": unl_fake}
 
     def g_loss(self, logits_fake, feat_real, feat_fake) -> tuple[torch.Tensor, Terms]:
-        adv = losses.real_fake_bce(logits_fake[:, -1], is_fake=False)
+        adv = self.fake_nll(logits_fake, is_fake=False)
         fm = losses.feature_matching(feat_real, feat_fake, self.cfg.fm_distance)
         return self.cfg.adv_weight * adv + self.cfg.fm_weight * fm, {"adv": adv, "fm": fm}
