@@ -126,7 +126,7 @@ def test_unrelated_key_lists_valid_keys():
 @pytest.mark.parametrize("key, value", [
     ("train.epochs", "abc"), ("train.epochs", "2.5"), ("train.epochs", 2.5), ("data.labels", 1.5),
     ("optim.lr", "fast"), ("optim.lr", True), ("data.download", "maybe"), ("data.download", 1),
-    ("train.epochs", None), ("data.dataset", None), ("data.dataset", ["mnist"]), ("train.batch_size", True),
+    ("train.batch_size", None), ("data.dataset", None), ("data.dataset", ["mnist"]), ("train.batch_size", True),
 ])
 def test_wrong_types_name_the_key(key, value):
     with pytest.raises(C.ConfigError) as info:

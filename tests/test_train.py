@@ -399,3 +399,12 @@ def test_cnn32_trains_a_few_steps_on_colour_images_and_resumes(tmp_path):
     T.train(make_cfg(TINY, model__net="cnn32", model__width=0.125, data__image_size=32, data__channels=3,
                      optim__lr=3e-4, train__epochs=2, train__max_steps=3), tmp_path / "run", resume=True)
     assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2]
+
+
+def test_an_unset_epoch_count_is_a_budget_of_6000_steps_and_a_short_run_says_so(tmp_path, capsys):
+    cfg = make_cfg(TINY, train__epochs=None, train__max_steps=None)  # 600 synthetic images, batch 20: 30 steps
+    data = load_source(cfg.data)
+    run = build_run(cfg, data, load_or_draw_split(cfg, data, tmp_path)[0], torch.device("cpu"))
+    assert run.steps_per_epoch == 30 and run.cfg.train.epochs == 200 and cfg.train.epochs is None
+    T.train(make_cfg(TINY, train__epochs=1, train__max_steps=2, train__sample_every=0), tmp_path / "run")
+    assert "note: this run is 2 steps (1 epochs of 2)" in capsys.readouterr().out

@@ -78,7 +78,8 @@ def run_grid(base: C.Config, methods: list[str], labels: list[int], seeds: list[
                 C.validate(cfg)
                 run_dir = out / "runs" / run_name(method, n_labels, seed)
                 summary_path = run_dir / "summary.json"
-                done = summary_path.is_file() and json.loads(summary_path.read_text())["epochs"] >= cfg.train.epochs
+                done = summary_path.is_file() and (cfg.train.epochs is None or  # None: the run's own step budget
+                                                   json.loads(summary_path.read_text())["epochs"] >= cfg.train.epochs)
                 if not done:
                     resume = (run_dir / "checkpoints" / "last.pt").is_file()
                     log(f"bench: {'resuming' if resume else 'running'} {run_dir.name}")

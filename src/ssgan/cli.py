@@ -133,7 +133,7 @@ def cmd_bench(args, rest) -> int:
     seeds = parse_int_list(args.seeds, "--seeds")
     out = Path(args.out)
     rows = run_grid(base, methods, labels, seeds, out)
-    budget = f"{base.train.epochs} epochs per run" + (f", {base.train.max_steps} steps per epoch"
+    budget = (f"{base.train.epochs} epochs per run" if base.train.epochs else "the default budget of 6,000 steps per run") + (f", {base.train.max_steps} steps per epoch"
                                                       if base.train.max_steps else "")
     write_results(rows, out, {"budget": budget, "dataset": base.data.dataset, "config": base.to_dict(), "methods": methods,
                               "labels": labels, "seeds": seeds})

@@ -107,7 +107,8 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = _f(10, "passes over the unlabeled data", valid=AT_LEAST_1)
+    epochs: int | None = _f(None, "passes over the unlabeled data; None: as many as make 6,000 steps (10 on MNIST): a "
+                                  "small folder needs many passes before its unlabeled images help", valid=AT_LEAST_1)
     batch_size: int = _f(100, "images per batch in each stream (labeled, unlabeled, generated)", valid=AT_LEAST_1)
     seed: int = _f(0, "training seed (weights, batch order, noise); the split has its own", valid=NON_NEGATIVE)
     ema: float | None = _f(0.999, "decay of an exponential moving average of D's weights used for evaluation "

@@ -24,7 +24,7 @@ from ..nets import preferred_size
 from ..samples import generate, plot_curves, save_grid
 from ..tracking import Metrics, Progress, epoch_line, log, write_summary
 from . import checkpoint, distributed
-from .run import Run, build_run
+from .run import DEFAULT_STEPS, FEW_STEPS, Run, build_run
 from .run_folder import load_or_draw_split, locked, save_config
 from .step import d_step, g_step
 
@@ -64,10 +64,15 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
             metrics.truncate(run.epoch)
         say(describe(run, run_dir))
         t_start = time.time()
-        for epoch in range(run.epoch, t.epochs):
+        epochs = run.cfg.train.epochs
+        if dd.main and epochs * run.steps_per_epoch < FEW_STEPS:
+            log(f"note: this run is {epochs * run.steps_per_epoch} steps ({epochs} epochs of {run.steps_per_epoch}); "
+                f"the unlabeled images usually need a few thousand steps to help. Leave --epochs unset for a "
+                f"{DEFAULT_STEPS}-step budget, or raise it")
+        for epoch in range(run.epoch, epochs):
             run.train_mode()
             t_epoch, first, checked = time.time(), run.step, run.step
-            progress = Progress(f"epoch {epoch + 1}/{t.epochs}", first, run.steps_per_epoch, enabled=dd.main)
+            progress = Progress(f"epoch {epoch + 1}/{epochs}", first, run.steps_per_epoch, enabled=dd.main)
             while run.step < run.steps_per_epoch:
                 x_lab, y_lab = run.lab.next()
                 if run.G is not None:

@@ -6,6 +6,7 @@ unlabeled streams and no G optimiser); the loop never asks again. `Run.state_dic
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,10 @@ from ..errors import CheckpointError, ConfigError
 from ..nets import build_nets, settle
 from .distributed import Dist
 from .step import StepParts, make_step_parts
+
+
+DEFAULT_STEPS = 6000   # train.epochs unset: 10 epochs of MNIST at batch 100
+FEW_STEPS = 2000       # below this, say so: in a trial, 800 steps on a small folder gave the SSL methods no gain
 
 
 def lr_factor(cfg: Config, steps_per_epoch: int):
@@ -154,6 +159,8 @@ def build_run(cfg: Config, data: SourceData, split: Split, device: torch.device,
         raise ConfigError(f"--train.batch_size: a global batch of {global_batch} exceeds the {len(unl_pool)} "
                           "unlabeled images")
     steps_per_epoch = min(steps_per_epoch, t.max_steps or steps_per_epoch)
+    if t.epochs is None:  # a budget in steps, so a small folder gets the steps a large dataset gets
+        t.epochs = max(1, math.ceil(DEFAULT_STEPS / steps_per_epoch))
 
     torch.manual_seed(t.seed)
     algo = build_algorithm(cfg.method)
