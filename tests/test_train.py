@@ -408,3 +408,11 @@ def test_an_unset_epoch_count_is_a_budget_of_6000_steps_and_a_short_run_says_so(
     assert run.steps_per_epoch == 30 and run.cfg.train.epochs == 200 and cfg.train.epochs is None
     T.train(make_cfg(TINY, train__epochs=1, train__max_steps=2, train__sample_every=0), tmp_path / "run")
     assert "note: this run is 2 steps (1 epochs of 2)" in capsys.readouterr().out
+
+
+def test_with_an_ema_the_record_also_scores_d_itself(tmp_path):
+    T.train(make_cfg(TINY, train__epochs=1, train__sample_every=0, data__val_size=40), tmp_path / "ema")
+    T.train(make_cfg(TINY, train__epochs=1, train__sample_every=0, data__val_size=40, train__ema=None), tmp_path / "raw")
+    (ema,), (raw,) = read_metrics(tmp_path / "ema"), read_metrics(tmp_path / "raw")
+    assert {"test_acc_raw", "test_errors_raw", "val_acc_raw"} <= ema.keys() and "test_acc_raw" not in raw
+    assert raw["test_errors"] == ema["test_errors_raw"]  # the same D, scored directly

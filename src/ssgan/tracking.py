@@ -89,6 +89,8 @@ def epoch_line(r: dict) -> str:
         parts.append(f"val acc {r['val_acc']:.4f}")
     if r.get("test_acc") is not None:
         parts.append(f"test acc {r['test_acc']:.4f} ({r['test_errors']} errors)")
+    if r.get("test_acc_raw") is not None:
+        parts.append(f"D itself {r['test_acc_raw']:.4f}")
     parts.append(f"{r['epoch_time']:.1f}s, {r['images_per_s']:.0f} img/s")
     return " | ".join(parts)
 

@@ -139,11 +139,11 @@ def check_finite(run: Run, first: int, run_dir: Path) -> torch.Tensor:
     return window
 
 
-def score(run: Run, images, labels) -> tuple[float, int]:
-    """Accuracy and errors of the evaluated model. Each rank scores its shard (rank::world) and the
-    error counts are summed: no image counted twice, no tail dropped."""
+def score(run: Run, images, labels, model=None) -> tuple[float, int]:
+    """Accuracy and errors of the evaluated model (or `model`). Each rank scores its shard
+    (rank::world) and the error counts are summed: no image counted twice, no tail dropped."""
     dd = run.dd
-    _, errors = accuracy_and_errors(run.eval_model, run.algo, images[dd.rank::dd.world], labels[dd.rank::dd.world],
+    _, errors = accuracy_and_errors(model or run.eval_model, run.algo, images[dd.rank::dd.world], labels[dd.rank::dd.world],
                                     run.cfg.train.eval_batch_size, run.device, run.cfg.train.amp == "bf16")
     errors = distributed.sum_int(dd, errors, run.device)
     return 1.0 - errors / max(1, len(labels)), errors
@@ -157,12 +157,12 @@ def end_of_epoch(run: Run, metrics: Metrics | None, run_dir: Path, epoch_time: f
               **{n: float(v) for n, v in zip(run.term_names, run.losses.mean(0).tolist())}}
     record.setdefault("g_loss", None)
     record["train_acc"], _ = score(run, run.lab.images, run.lab.labels)
-    record["val_acc"] = None
-    if run.val is not None:
-        record["val_acc"], _ = score(run, *run.val)
-    record["test_acc"] = record["test_errors"] = None
-    if data.test is not None:
-        record["test_acc"], record["test_errors"] = score(run, data.test.x, data.test.y)
+    # With an EMA, D itself is scored too: how far the average lags (or leads) is then in every run.
+    models = {"": run.eval_model, **({"_raw": run.D} if run.ema is not None else {})}
+    for suffix, model in models.items():
+        record["val_acc" + suffix] = score(run, *run.val, model)[0] if run.val is not None else None
+        record["test_acc" + suffix], record["test_errors" + suffix] = \
+            score(run, data.test.x, data.test.y, model) if data.test is not None else (None, None)
     record.update(lr=run.lr, epoch_time=epoch_time, elapsed=elapsed,
                   images_per_s=steps_run * t.batch_size * run.dd.world / max(epoch_time, 1e-9))
     run.finish_epoch()
