@@ -253,10 +253,10 @@ def test_cifar10_downloads_from_its_listed_url(tmp_path, served, cifar_md5, monk
 
 
 # --------------------------------------------------------------------------------------------- SVHN
-def test_svhn_mat_files_load_with_zero_as_class_zero(tmp_path, monkeypatch):
+def write_svhn(folder: Path, url: str = "unused-url") -> dict:
+    """SVHN's .mat files (X: 32 x 32 x 3 x N uint8, y: N x 1 with 10 for the digit 0); their split_list."""
     sio = pytest.importorskip("scipy.io")
-    folder = tmp_path / "root" / "svhn"
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     split = {}
     for part, n in (("train", 12), ("test", 5)):
@@ -265,7 +265,25 @@ def test_svhn_mat_files_load_with_zero_as_class_zero(tmp_path, monkeypatch):
         buf = io.BytesIO()
         sio.savemat(buf, {"X": x, "y": y})
         (folder / f"{part}_32x32.mat").write_bytes(buf.getvalue())
-        split[part] = ["unused-url", f"{part}_32x32.mat", md5(folder / f"{part}_32x32.mat")]
+        split[part] = [url + f"{part}_32x32.mat", f"{part}_32x32.mat", md5(folder / f"{part}_32x32.mat")]
+    return split
+
+
+def test_svhn_downloads_from_its_listed_urls(tmp_path, served, monkeypatch):
+    folder, server = served
+    split = write_svhn(folder, server.url())
+    monkeypatch.setattr(tvd.SVHN, "split_list", {**tvd.SVHN.split_list, **split})
+    data = load_svhn(tmp_path / "root", download=True)
+    assert len(data.train) == 12 and (tmp_path / "root" / "svhn" / "test_32x32.mat").is_file()
+    monkeypatch.setattr(tvd.SVHN, "split_list", {**tvd.SVHN.split_list, "train": [server.url("short") +
+                        "train_32x32.mat", "train_32x32.mat", split["train"][2]]})
+    with pytest.raises(DataError, match="could not download SVHN"):
+        load_svhn(tmp_path / "other", download=True)
+
+
+def test_svhn_mat_files_load_with_zero_as_class_zero(tmp_path, monkeypatch):
+    folder = tmp_path / "root" / "svhn"
+    split = write_svhn(folder)
     monkeypatch.setattr(tvd.SVHN, "split_list", {**tvd.SVHN.split_list, **split})
     data = load_svhn(tmp_path / "root", download=False)
     assert data.train.x.shape == (12, 3, 32, 32) and data.train.y.tolist()[:10] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]
