@@ -109,17 +109,20 @@ def test_kplus1_reads_classes_from_all_but_the_last_column():
     assert torch.equal(algo.class_logits(logits), logits[:, :-1])
 
 
-def test_kplus1_losses_match_their_formulas():
+@pytest.mark.parametrize("real_fake", ["softmax", "sigmoid"])
+def test_kplus1_losses_match_their_formulas(real_fake):
     torch.manual_seed(0)
-    cfg = MethodConfig(name="kplus1", unsup_weight=0.7, adv_weight=0.3, fm_weight=2.0, fm_distance="l1")
+    cfg = MethodConfig(name="kplus1", unsup_weight=0.7, adv_weight=0.3, fm_weight=2.0, fm_distance="l1",
+                       real_fake=real_fake)
     algo = build_algorithm(cfg)
     x = inputs(algo, seed=3)
     with torch.no_grad():
         lab, unl, fake = x["logits_lab"], x["logits_unl"], x["logits_fake"]
+        p_fake = (lambda l: l.softmax(1)[:, -1]) if real_fake == "softmax" else (lambda l: torch.sigmoid(l[:, -1]))
         sup = -torch.log_softmax(lab, 1)[torch.arange(B), x["y_lab"]].mean()          # (K+1)-way
-        unl_real = -torch.log(1 - torch.sigmoid(unl[:, -1])).mean()                     # target real
-        unl_fake = -torch.log(torch.sigmoid(fake[:, -1])).mean()                        # target fake
-        adv = -torch.log(1 - torch.sigmoid(fake[:, -1])).mean()                         # G: call it real
+        unl_real = -torch.log(1 - p_fake(unl)).mean()                                   # target real
+        unl_fake = -torch.log(p_fake(fake)).mean()                                      # target fake
+        adv = -torch.log(1 - p_fake(fake)).mean()                                       # G: call it real
         fm = (x["feat_real"].mean(0) - x["feat_fake"].mean(0)).abs().mean()
         total_d, terms_d = d_loss(algo, x)
         total_g, terms_g = algo.g_loss(fake, x["feat_real"], x["feat_fake"])

@@ -223,3 +223,13 @@ def test_resume_refuses_a_run_folder_without_a_checkpoint(tmp_path, capsys):
     (run_dir / "checkpoints" / "last.pt").unlink()
     assert cli.main(["train", "--resume", str(run_dir)]) == 2
     assert "checkpoints/last.pt" in capsys.readouterr().err
+
+
+def test_a_config_saved_before_a_key_existed_reads_as_what_that_run_did():
+    """kplus1 runs saved before method.real_fake used the sigmoid form, whatever the default is now."""
+    from ssgan import config as C
+    old = C.Config().to_dict()
+    del old["method"]["real_fake"]
+    assert C.from_dict(old).method.real_fake == "sigmoid" and C.Config().method.real_fake == "softmax"
+    new = C.from_dict(C.Config().to_dict())
+    assert new.method.real_fake == "softmax"

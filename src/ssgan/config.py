@@ -79,9 +79,10 @@ class MethodConfig:
                          "supervised")
     fm_distance: str | None = _f(None, "feature-matching distance: l2 (mean squared) or l1 (mean absolute); "
                                        "None: the net's paper's (l2 for mlp and dcgan, l1 for cnn32)", ("l2", "l1"))
-    real_fake: str = _f("sigmoid", "kplus1: how real/fake is read from D's K+1 outputs: sigmoid of the extra output "
-                                   "alone (the recipe's code), or softmax over all K+1 (Salimans et al. eq. 2: the "
-                                   "unlabeled term then shapes the class outputs too)", ("sigmoid", "softmax"))
+    real_fake: str = _f("softmax", "kplus1: how real/fake is read from D's K+1 outputs: softmax over all K+1 (Salimans "
+                                   "et al. eq. 2: the unlabeled term then shapes the class outputs too; 90.6% against "
+                                   "85.1% validation accuracy on MNIST-100 after 5 epochs of dcgan28), or sigmoid of "
+                                   "the extra output alone (the recipe's code)", ("softmax", "sigmoid"))
     unsup_weight: float = _f(1.0, "weight of the unsupervised real/fake term in the D loss", valid=NON_NEGATIVE)
     adv_weight: float = _f(1.0, "kplus1: weight of G's non-saturating 'looks real' term", valid=NON_NEGATIVE)
     fm_weight: float = _f(1.0, "weight of G's feature-matching term", valid=NON_NEGATIVE)
@@ -262,9 +263,19 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {e}") from None
 
 
+# Keys whose default changed after runs were saved without them: the value those runs used.
+LEGACY = {"method.real_fake": "sigmoid"}
+
+
+def saved_values(tree: dict) -> dict[str, Any]:
+    """A saved config's dotted values, with what it did for keys it predates (LEGACY, else the default)."""
+    flat = flatten(tree)
+    return {**flatten(Config().to_dict()), **{k: v for k, v in LEGACY.items() if k not in flat}, **flat}
+
+
 def from_dict(tree: dict) -> Config:
     """Rebuild a saved (resolved) config; used when loading runs and checkpoints."""
-    return apply(Config(), flatten(tree), source="saved config")
+    return apply(Config(), saved_values(tree), source="saved config")
 
 
 def build(config_files: list[str] | None = None, overrides: dict[str, Any] | None = None) -> Config:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import Config, flatten
+from ..config import flatten, saved_values
 from ..errors import CheckpointError
 from ..files import atomic_write_bytes
 
@@ -67,7 +67,7 @@ def check_compatible(saved: dict, current: dict, path: Path | str) -> None:
     A key missing from the checkpoint's configuration (one added to ssgan after it was written)
     counts as its default, which is what that older run did.
     """
-    a, b = {**flatten(Config().to_dict()), **flatten(saved)}, flatten(current)
+    a, b = saved_values(saved), flatten(current)
     diffs = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES]
     if diffs:
         shown = ", ".join(f"{k}: checkpoint {a.get(k)!r} vs now {b.get(k)!r}" for k in diffs[:5])
