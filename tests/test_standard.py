@@ -123,6 +123,15 @@ def test_missing_files_and_no_download_name_all_four_or_fall_back_to_the_subset(
     assert server.served == []                                                # download=False: no request
 
 
+def test_a_failed_download_falls_back_to_the_subset_only_when_allowed(tmp_path, monkeypatch):
+    """Offline, as `make demo` runs: every mirror refuses; with allow_subset the run goes on, saying so."""
+    monkeypatch.setattr(tvd.MNIST, "mirrors", [closed_port_url()])
+    with pytest.raises(DataError, match="could not download mnist"):
+        load_idx("mnist", tmp_path, download=True)
+    data = load_idx("mnist", tmp_path, download=True, allow_subset=True)
+    assert data.name == "mnist-subset" and "not downloadable" in data.note
+
+
 def test_the_embedded_subset_is_checked_like_any_file(monkeypatch, tmp_path):
     monkeypatch.setattr(standard, "SUBSET", replace(standard.SUBSET, sha256={s: "0" * 64 for s in IDX_STEMS}))
     with pytest.raises(DataError, match="not the official mnist-subset file"):

@@ -416,3 +416,21 @@ def test_with_an_ema_the_record_also_scores_d_itself(tmp_path):
     (ema,), (raw,) = read_metrics(tmp_path / "ema"), read_metrics(tmp_path / "raw")
     assert {"test_acc_raw", "test_errors_raw", "val_acc_raw"} <= ema.keys() and "test_acc_raw" not in raw
     assert raw["test_errors"] == ema["test_errors_raw"]  # the same D, scored directly
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_the_ema_follows_its_formula_with_and_without_warmup(warmup):
+    from ssgan.training.run import make_ema
+    net = nn.Linear(1, 1, bias=False)
+    ema = make_ema(net, 0.999, warmup)
+    want = None
+    for n, w in enumerate([1.0, 2.0, 4.0, 8.0, 16.0]):
+        net.weight.data.fill_(w)
+        ema.update_parameters(net)
+        if n == 0:
+            want = w                                             # the first update copies
+        else:
+            d = min(0.999, (1 + n) / (10 + n)) if warmup else 0.999
+            want = d * want + (1 - d) * w
+        assert float(ema.module.weight) == pytest.approx(want, rel=1e-6), n
+    assert (float(ema.module.weight) > 4.0) == warmup            # warm-up: close to D's recent weights

@@ -114,6 +114,9 @@ class TrainConfig:
     seed: int = _f(0, "training seed (weights, batch order, noise); the split has its own", valid=NON_NEGATIVE)
     ema: float | None = _f(0.999, "decay of an exponential moving average of D's weights used for evaluation "
                                   "(Salimans et al.'s code); None: evaluate D itself", valid=OPEN_UNIT)
+    ema_warmup: bool = _f(True, "EMA decay min(ema, (1 + n) / (10 + n)) after n steps, so the average follows D early "
+                                "on; off, it keeps ~1/(1 - ema) steps of D's first weights (on the MNIST subset, "
+                                "75% test accuracy for D against 24% for its plain EMA after 120 steps)")
     amp: str = _f("none", "mixed precision: none or bf16 autocast", ("none", "bf16"))
     device: str = _f("auto", "auto, cpu, cuda, cuda:K or mps")
     threads: int | None = _f(None, "torch intra-op threads; None: torch's default (one per core)", valid=AT_LEAST_1)
@@ -264,7 +267,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 # Keys whose default changed after runs were saved without them: the value those runs used.
-LEGACY = {"method.real_fake": "sigmoid"}
+LEGACY = {"method.real_fake": "sigmoid", "train.ema_warmup": False}
 
 
 def saved_values(tree: dict) -> dict[str, Any]:

@@ -145,9 +145,15 @@ def load_idx(name: str, root: Path, download: bool = True, allow_subset: bool = 
     spec, protocol = IDX_SETS[name], {"labels": PROTOCOLS[name]}
     tv_raw = root / spec.tv.__name__ / "raw"
     found = _find_idx([tv_raw, root / spec.folder, root])
+    failed = None
     if found is None and download:
-        with download_errors(name, root, _missing_idx(spec, root)):
-            spec.tv(str(root), train=True, download=True)
+        try:
+            with download_errors(name, root, _missing_idx(spec, root)):
+                spec.tv(str(root), train=True, download=True)
+        except DataError as e:
+            if name != "mnist" or not allow_subset:
+                raise
+            failed = e  # offline: fall back to the embedded subset below, and say why
         found = _find_idx([tv_raw])
     if found is not None:
         in_place = all(p.parent == tv_raw and p.suffix != ".gz" for p in found.values())
@@ -158,8 +164,8 @@ def load_idx(name: str, root: Path, download: bool = True, allow_subset: bool = 
                                                     "--data.allow_subset=true." if name == "mnist" else ""))
     folder = Path(str(resources.files("ssgan.data") / "embedded"))
     sets = _read_idx({s: folder / f"mnist-subset-{s}.gz" for s in IDX_STEMS}, SUBSET, cache_dir() / "subset")
-    note = (f"full MNIST not found in {root} and not downloadable: training on the embedded 6,000-image subset "
-            f"(put the four IDX files in {root / 'mnist'} or set $SSGAN_DATA)")
+    note = (f"full MNIST not found in {root}{' and not downloadable' if failed else ''}: training on the embedded "
+            f"6,000-image subset (put the four IDX files in {root / 'mnist'} or set $SSGAN_DATA)")
     return SourceData("mnist-subset", sets["train"], sets["test"], spec.classes, protocol, note=note)
 
 

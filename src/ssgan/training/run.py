@@ -42,8 +42,22 @@ def lr_factor(cfg: Config, steps_per_epoch: int):
     return factor
 
 
-def make_ema(D: nn.Module, decay: float) -> AveragedModel:
-    return AveragedModel(D, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+def ema_update(decay: float, warmup: bool):
+    """AveragedModel's update: an exponential moving average. With warm-up the decay after n
+    updates is min(decay, (1 + n) / (10 + n)) (TensorFlow's ExponentialMovingAverage with
+    num_updates), so early on the average follows D instead of holding on to its first weights for
+    ~1 / (1 - decay) steps. Without it, exactly torch's get_ema_multi_avg_fn(decay)."""
+    fixed = get_ema_multi_avg_fn(decay)
+
+    @torch.no_grad()
+    def update(ema_params, params, n_averaged: torch.Tensor) -> None:
+        n = float(n_averaged)  # AveragedModel itself reads n_averaged on the host every update
+        get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(ema_params, params, n_averaged)
+    return update if warmup else fixed
+
+
+def make_ema(D: nn.Module, decay: float, warmup: bool = True) -> AveragedModel:
+    return AveragedModel(D, multi_avg_fn=ema_update(decay, warmup), use_buffers=True)
 
 
 @dataclass
@@ -188,7 +202,7 @@ def build_run(cfg: Config, data: SourceData, split: Split, device: torch.device,
         D.data_init(UnlabeledStream(data.train.x, unl_pool, 500, stream_seed(4), device).next())
     if hasattr(G, "data_init"):
         G.data_init(G.sample_z(t.batch_size, device))
-    ema = make_ema(D, t.ema) if t.ema else None
+    ema = make_ema(D, t.ema, t.ema_warmup) if t.ema else None
     if dd.rank:  # dropout, noise and z differ between ranks; rank 0 draws what a single process would
         torch.manual_seed(t.seed + 1_000_003 * dd.rank)
 
