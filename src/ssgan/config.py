@@ -250,18 +250,24 @@ def apply(cfg: Config, changes: dict[str, Any], source: str = "overrides") -> Co
     return cfg
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's sections. safe_load: a tagged YAML (`!!python/...`) is refused, never run."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
         tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(tree).__name__}")
+    return tree
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's changes as dotted keys, each checked to exist."""
     try:
-        return flatten(tree)
+        return flatten(read_yaml(path))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import LABEL_KEYS, Config, from_dict
+from ..config import LABEL_KEYS, Config, from_dict, read_yaml
 from ..data.base import SourceData
 from ..data.split import Split, check_matches, draw_split, request_text
 from ..errors import CheckpointError, ConfigError, DataError, OutputError
@@ -70,21 +70,14 @@ def save_config(cfg: Config, run_dir: Path) -> None:
 
 
 def load_config(run_dir: Path) -> Config:
-    """The run's resolved config. safe_load: a tagged YAML (`!!python/...`) is refused, never run."""
+    """The run's resolved config (read_yaml refuses a tagged YAML, never runs it)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise CheckpointError(f"{run_dir} has no config.yaml (is it an ssgan run folder?)")
     try:
-        tree = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{path} is not a readable ssgan config ({first})") from None
-    if not isinstance(tree, dict):
-        raise CheckpointError(f"{path} is not an ssgan config (a mapping of sections expected)")
-    try:
-        return from_dict(tree)
+        return from_dict(read_yaml(path))
     except ConfigError as e:
-        raise CheckpointError(f"{path}: {e}") from None
+        raise CheckpointError(f"{path}: not a usable ssgan config ({str(e).splitlines()[0]})") from None
 
 
 def load_or_draw_split(cfg: Config, data: SourceData, run_dir: Path) -> tuple[Split, str]:
