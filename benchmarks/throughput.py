@@ -38,14 +38,17 @@ from ssgan.training.step import StepParts, d_step, g_step, make_step_parts
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "throughput.json"
 
-ROWS = [  # (label, method, net, image size, width, batch, amp, lr)
-    ("fm / mlp fp32", "fm", "mlp", 28, 1.0, 100, "none", 3e-3),
-    ("fm / mlp bf16", "fm", "mlp", 28, 1.0, 100, "bf16", 3e-3),
-    ("kplus1 / dcgan28 w0.25 fp32", "kplus1", "dcgan28", 28, 0.25, 100, "none", 2e-4),
-    ("kplus1 / dcgan28 w0.25 bf16", "kplus1", "dcgan28", 28, 0.25, 100, "bf16", 2e-4),
-    ("kplus1 / dcgan32 w0.5 fp32", "kplus1", "dcgan32", 32, 0.5, 100, "none", 2e-4),
-    ("kplus1 / dcgan64 w1 fp32 (recipe)", "kplus1", "dcgan64", 64, 1.0, 128, "none", 2e-4),
-    ("kplus1 / dcgan64 w1 bf16 (recipe)", "kplus1", "dcgan64", 64, 1.0, 128, "bf16", 2e-4),
+ROWS = [  # (label, method, net, image size, width, batch, amp, lr, channels)
+    ("fm / mlp fp32", "fm", "mlp", 28, 1.0, 100, "none", 3e-3, 1),
+    ("fm / mlp bf16", "fm", "mlp", 28, 1.0, 100, "bf16", 3e-3, 1),
+    ("kplus1 / dcgan28 w0.25 fp32", "kplus1", "dcgan28", 28, 0.25, 100, "none", 2e-4, 1),
+    ("kplus1 / dcgan28 w0.25 bf16", "kplus1", "dcgan28", 28, 0.25, 100, "bf16", 2e-4, 1),
+    ("kplus1 / dcgan32 w0.5 fp32", "kplus1", "dcgan32", 32, 0.5, 100, "none", 2e-4, 1),
+    ("kplus1 / dcgan64 w1 fp32 (recipe)", "kplus1", "dcgan64", 64, 1.0, 128, "none", 2e-4, 1),
+    ("kplus1 / dcgan64 w1 bf16 (recipe)", "kplus1", "dcgan64", 64, 1.0, 128, "bf16", 2e-4, 1),
+    ("fm / cnn32 w0.25 fp32 (colour)", "fm", "cnn32", 32, 0.25, 100, "none", 3e-4, 3),
+    ("fm / cnn32 w0.5 fp32 (colour)", "fm", "cnn32", 32, 0.5, 100, "none", 3e-4, 3),
+    ("fm / cnn32 w1 fp32 (colour, paper)", "fm", "cnn32", 32, 1.0, 100, "none", 3e-4, 3),
 ]
 
 
@@ -58,6 +61,17 @@ def median_time(fn, n: int, warmup: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, as lscpu shows it), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def ceilings(n: int = 2048, reps: int = 11) -> dict:
@@ -91,8 +105,9 @@ def make_parts(method: str, net: str, size: int, width: float, batch: int, amp: 
     return parts, batches
 
 
-def step_row(label, method, net, size, width, batch, amp, lr, iters: int, ceil: dict, warmup: int = 5) -> dict:
-    parts, (x_lab, y_lab, x_unl, x_unl_g) = make_parts(method, net, size, width, batch, amp, lr)
+def step_row(label, method, net, size, width, batch, amp, lr, channels, iters: int, ceil: dict,
+             warmup: int = 5) -> dict:
+    parts, (x_lab, y_lab, x_unl, x_unl_g) = make_parts(method, net, size, width, batch, amp, lr, channels=channels)
     step = lambda: d_step(parts, x_lab, y_lab, x_unl) + g_step(parts, x_unl_g)  # noqa: E731
     step()
     with FlopCounterMode(display=False) as counter:
@@ -209,7 +224,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few iterations, for a smoke test")
     parser.add_argument("--rows", default=None, help="comma-separated row numbers to run (default: all)")
-    parser.add_argument("--epoch-steps", type=int, default=200, help="steps of the real training run per row")
+    parser.add_argument("--epoch-steps", type=int, default=200,
+                        help="steps of the real training run per row; 0: time the step alone")
     parser.add_argument("--data-root", default=os.environ.get("SSGAN_DATA"))
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(OUT))
@@ -219,15 +235,17 @@ def main() -> None:
         return
     iters = 5 if args.quick else 30
     ceil = ceilings(reps=3 if args.quick else 11)
+    print(f"CPU: {cpu_model()}")
     print(f"ceilings (n=2048 matmul, {torch.get_num_threads()} threads): fp32 torch.mm {ceil['fp32_mm']:.0f}, "
           f"fp32 oneDNN {ceil['fp32_onednn']:.0f}, bf16 torch.mm {ceil['bf16_mm']:.0f} GFLOP/s")
     chosen = [ROWS[int(i)] for i in args.rows.split(",")] if args.rows else ROWS
     results = []
     for spec in chosen:
-        label, method, net, size, width, batch, amp, lr = spec
-        big = net == "dcgan64"
+        label, method, net, size, width, batch, amp, lr, channels = spec
+        big = width >= 1 and net in ("dcgan64", "cnn32")
         r = step_row(*spec, iters=3 if big else iters, ceil=ceil, warmup=1 if big else 5)
-        if not args.quick and not (big and amp == "bf16"):  # the recipe's epoch is timed once, in fp32
+        if not args.quick and args.epoch_steps and channels == 1 and not (big and amp == "bf16"):
+            # an MNIST run with data (colour rows have no MNIST epoch); the recipe's epoch is timed once, in fp32
             steps = 10 if big else args.epoch_steps
             r.update(epoch_run(method, net, size, width, batch, amp, lr, steps, args.data_root))
         results.append(r)
@@ -242,7 +260,7 @@ def main() -> None:
     for name, ms in paths.items():
         print(f"fm/mlp epoch path {name:11s} {ms:6.1f} ms/it  -> 600-iteration epoch {0.6 * ms:5.1f} s  "
               f"({paths['plain fp32'] / ms:.2f}x the plain path)")
-    report = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+    report = {"machine": platform.processor() or platform.machine(), "cpu_model": cpu_model(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "ceilings_gflops": ceil, "rows": results,
               "epoch_path_ms_per_iter": paths,
               "epoch_path_speedup": {k: paths["plain fp32"] / v for k, v in paths.items()}}

@@ -311,3 +311,10 @@ def test_idx_writer_round_trips_through_torchvision_s_reader(tmp_path):
     first = (tmp_path / "b.gz").read_bytes()
     write_idx_gz(a, tmp_path / "b.gz")
     assert (tmp_path / "b.gz").read_bytes() == first                         # byte-identical across runs
+
+
+def test_svhn_without_scipy_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "scipy.io", None)  # `import scipy.io` now raises ImportError
+    with pytest.raises(DataError, match="pip install scipy"):
+        load_svhn(tmp_path, download=False)

@@ -19,10 +19,6 @@ class DataError(SsganError):
     """A data file or folder that is missing, corrupt or unusable; the message names it."""
 
 
-class DownloadError(DataError):
-    """No mirror delivered a verified copy; the message lists what was tried."""
-
-
 class OutputError(SsganError):
     """An output that cannot be written: a folder where a file should go, no space left, no permission."""
 

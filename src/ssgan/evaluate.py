@@ -33,9 +33,28 @@ def class_logits(D, algorithm, images: torch.Tensor, batch_size: int, device: to
     return torch.cat(out) if out else torch.empty(0)
 
 
+@torch.no_grad()
+def error_counts(models: list, algorithm, images, labels: torch.Tensor, batch_size: int, device: torch.device,
+                 amp: bool = False) -> list[int]:
+    """Errors of each model, in eval mode, reading each batch of images once for all of them (a
+    folder's images are read from disk)."""
+    was_training = [m.training for m in models]
+    for m in models:
+        m.eval()
+    errors = [0] * len(models)
+    for i in range(0, len(images), batch_size):
+        x, y = to_unit_range(images[i:i + batch_size].to(device)), labels[i:i + batch_size]
+        for k, m in enumerate(models):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits, _ = m(x)
+            errors[k] += int((algorithm.class_logits(logits.float()).argmax(1).cpu() != y).sum())
+    for m, mode in zip(models, was_training):
+        m.train(mode)
+    return errors
+
+
 def accuracy_and_errors(D, algorithm, images, labels, batch_size, device, amp=False) -> tuple[float, int]:
-    pred = class_logits(D, algorithm, images, batch_size, device, amp).argmax(1)
-    errors = int((pred != labels).sum())
+    errors = error_counts([D], algorithm, images, labels, batch_size, device, amp)[0]
     return 1.0 - errors / max(1, len(labels)), errors
 
 

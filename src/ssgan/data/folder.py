@@ -88,35 +88,44 @@ class FileImages:
             (0,) + self.shape[1:], dtype=torch.uint8)  # (B, C, H, W)
 
 
-def check_image(path: Path) -> str | None:
-    """What is wrong with a file as an image, or None. Decodes it whole: a truncated file whose
-    header parses would otherwise stop a run mid-training."""
+def inspect_image(path: Path) -> tuple[str | None, tuple[str, int] | None]:
+    """(what is wrong with a file as an image, or None; and a good image's mode and shorter side).
+    Decodes it whole: a truncated file whose header parses would otherwise stop a run mid-training."""
     if path.suffix.lower() not in IMAGE_EXTS:
-        return f"not an image file (extension {path.suffix or 'none'}; expected {', '.join(sorted(IMAGE_EXTS))})"
+        return f"not an image file (extension {path.suffix or 'none'}; expected {', '.join(sorted(IMAGE_EXTS))})", None
     if path.stat().st_size == 0:
-        return "empty (zero-byte) file"
+        return "empty (zero-byte) file", None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(path)
         with im:
-            width, height = im.size
+            (width, height), mode = im.size, im.mode
             if width * height > MAX_PIXELS:
-                return f"too large ({width} x {height} pixels; at most {MAX_PIXELS:,} pixels are read)"
+                return f"too large ({width} x {height} pixels; at most {MAX_PIXELS:,} pixels are read)", None
             im.draft(im.mode, (64, 64))  # JPEG: decode at 1/8 scale; every byte is still read
             im.load()
     except Image.DecompressionBombError as e:
-        return f"too large ({e})"
+        return f"too large ({e})", None
     except BAD_IMAGE as e:
-        return f"cannot be read as an image ({e})"
-    return None
+        return f"cannot be read as an image ({e})", None
+    return None, (mode, min(width, height))
 
 
-def screen(paths: list[Path], skip: bool, bad: list[str]) -> list[Path]:
+def check_image(path: Path) -> str | None:
+    """What is wrong with a file as an image, or None."""
+    return inspect_image(path)[0]
+
+
+def screen(paths: list[Path], skip: bool, bad: list[str], seen: dict | None = None) -> list[Path]:
     """The good image files of `paths`, checked in parallel (decoding releases the GIL). A bad one
-    fails, naming it, or with `skip` is listed in `bad` and left out."""
+    fails, naming it, or with `skip` is listed in `bad` and left out. `seen` collects each good
+    image's (mode, shorter side), so nothing opens the files again to infer channels and size."""
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        problems = list(pool.map(check_image, paths))
+        results = list(pool.map(inspect_image, paths))
+    problems = [problem for problem, _ in results]
+    if seen is not None:
+        seen.update((p, facts) for p, (_, facts) in zip(paths, results) if facts is not None)
     for path, problem in zip(paths, problems):
         if problem is not None and not skip:
             raise DataError(f"{path}: {problem}; {TRAINING_HINT}")
@@ -129,8 +138,8 @@ def _visible(folder: Path):
     return lambda path: not any(part.startswith(".") for part in Path(path).relative_to(folder).parts)
 
 
-def _by_class(root: Path, what: str, skip: bool, bad: list[str], classes: list[str] | None = None
-              ) -> tuple[list[str], list[Path], list[int]]:
+def _by_class(root: Path, what: str, skip: bool, bad: list[str], classes: list[str] | None = None,
+              seen: dict | None = None) -> tuple[list[str], list[Path], list[int]]:
     """Class names (sorted subfolders, or the given ones) and every good image with its class index."""
     if not root.is_dir():
         alias = " (or train/<class>/, the CIFAR-style layout)" if what == "labeled/" else ""
@@ -145,7 +154,7 @@ def _by_class(root: Path, what: str, skip: bool, bad: list[str], classes: list[s
     # torchvision's walk of the class folders; the checks of each file are ours (screen)
     samples = make_dataset(str(root), {c: i for i, c in enumerate(classes) if c in found},
                            is_valid_file=_visible(root), allow_empty=True)
-    good = set(screen([Path(p) for p, _ in samples], skip, bad))
+    good = set(screen([Path(p) for p, _ in samples], skip, bad, seen))
     paths, labels = zip(*[(Path(p), c) for p, c in samples if Path(p) in good]) if good else ((), ())
     empty = [c for c in found if classes.index(c) not in labels]
     if empty and what == "labeled/":
@@ -163,7 +172,8 @@ def load_folder(cfg, path: Path, size_for: Callable[[int], int | None] | None = 
     # A CIFAR-style folder (train/<class>/, test/<class>/, every training image labeled) reads as one
     # whose labeled/ is train/: --labels N then draws the labeled images, and all serve as unlabeled.
     labeled = path / "labeled" if (path / "labeled").is_dir() or not (path / "train").is_dir() else path / "train"
-    classes, lab_paths, lab_y = _by_class(labeled, "labeled/", cfg.skip_bad_files, bad)
+    seen: dict[Path, tuple[str, int]] = {}
+    classes, lab_paths, lab_y = _by_class(labeled, "labeled/", cfg.skip_bad_files, bad, seen=seen)
     if len(classes) < 2:
         raise DataError(f"{labeled} has one class ('{classes[0]}'); a classifier needs at least two "
                         "classes, one subfolder each")
@@ -174,11 +184,7 @@ def load_folder(cfg, path: Path, size_for: Callable[[int], int | None] | None = 
     notes = []
     channels, size = cfg.channels, cfg.image_size
     if channels is None or size is None:
-        modes, sides = [], []
-        for p in lab_paths:
-            with Image.open(p) as im:
-                modes.append(im.mode)
-                sides.append(min(im.size))
+        modes, sides = zip(*(seen[p] for p in lab_paths))
         if channels is None:
             channels = 1 if all(m in ("1", "L", "LA", "I", "I;16", "F") for m in modes) else 3
             notes.append(f"channels {channels} (inferred from the labeled images)")

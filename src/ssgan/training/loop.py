@@ -18,7 +18,7 @@ import torch
 
 from ..data.sources import load_source
 from ..errors import Interrupted, NonFiniteLoss
-from ..evaluate import accuracy_and_errors
+from ..evaluate import error_counts
 from ..files import atomic_write_text, remove_stale_temps
 from ..nets import preferred_size
 from ..samples import generate, plot_curves, save_grid
@@ -139,14 +139,16 @@ def check_finite(run: Run, first: int, run_dir: Path) -> torch.Tensor:
     return window
 
 
-def score(run: Run, images, labels, model=None) -> tuple[float, int]:
-    """Accuracy and errors of the evaluated model (or `model`). Each rank scores its shard
-    (rank::world) and the error counts are summed: no image counted twice, no tail dropped."""
+def score(run: Run, images, labels, with_raw: bool = False) -> list[tuple[float, int]]:
+    """(accuracy, errors) of the evaluated model, then, with `with_raw` and an EMA, of D itself.
+    Each rank scores its shard (rank::world) and the error counts are summed: no image counted
+    twice, no tail dropped."""
     dd = run.dd
-    _, errors = accuracy_and_errors(model or run.eval_model, run.algo, images[dd.rank::dd.world], labels[dd.rank::dd.world],
-                                    run.cfg.train.eval_batch_size, run.device, run.cfg.train.amp == "bf16")
-    errors = distributed.sum_int(dd, errors, run.device)
-    return 1.0 - errors / max(1, len(labels)), errors
+    models = [run.eval_model] + ([run.D] if with_raw and run.ema is not None else [])
+    counts = error_counts(models, run.algo, images[dd.rank::dd.world], labels[dd.rank::dd.world],
+                          run.cfg.train.eval_batch_size, run.device, run.cfg.train.amp == "bf16")
+    totals = [distributed.sum_int(dd, c, run.device) for c in counts]
+    return [(1.0 - e / max(1, len(labels)), e) for e in totals]
 
 
 def end_of_epoch(run: Run, metrics: Metrics | None, run_dir: Path, epoch_time: float, steps_run: int,
@@ -156,13 +158,15 @@ def end_of_epoch(run: Run, metrics: Metrics | None, run_dir: Path, epoch_time: f
     record = {"epoch": run.epoch + 1, "step": run.global_step,
               **{n: float(v) for n, v in zip(run.term_names, run.losses.mean(0).tolist())}}
     record.setdefault("g_loss", None)
-    record["train_acc"], _ = score(run, run.lab.images, run.lab.labels)
-    # With an EMA, D itself is scored too: how far the average lags (or leads) is then in every run.
-    models = {"": run.eval_model, **({"_raw": run.D} if run.ema is not None else {})}
-    for suffix, model in models.items():
-        record["val_acc" + suffix] = score(run, *run.val, model)[0] if run.val is not None else None
-        record["test_acc" + suffix], record["test_errors" + suffix] = \
-            score(run, data.test.x, data.test.y, model) if data.test is not None else (None, None)
+    record["train_acc"] = score(run, run.lab.images, run.lab.labels)[0][0]
+    # With an EMA, D itself is scored too (on the same batches): the average's lag is in every run.
+    suffixes = ["", "_raw"] if run.ema is not None else [""]
+    none = [(None, None)] * len(suffixes)
+    val = score(run, *run.val, with_raw=True) if run.val is not None else none
+    test = score(run, data.test.x, data.test.y, with_raw=True) if data.test is not None else none
+    for suffix, (val_acc, _), (test_acc, test_errors) in zip(suffixes, val, test):
+        record["val_acc" + suffix] = val_acc
+        record["test_acc" + suffix], record["test_errors" + suffix] = test_acc, test_errors
     record.update(lr=run.lr, epoch_time=epoch_time, elapsed=elapsed,
                   images_per_s=steps_run * t.batch_size * run.dd.world / max(epoch_time, 1e-9))
     run.finish_epoch()
