@@ -49,6 +49,10 @@ ROWS = [  # (label, method, net, image size, width, batch, amp, lr, channels)
     ("fm / cnn32 w0.25 fp32 (colour)", "fm", "cnn32", 32, 0.25, 100, "none", 3e-4, 3),
     ("fm / cnn32 w0.5 fp32 (colour)", "fm", "cnn32", 32, 0.5, 100, "none", 3e-4, 3),
     ("fm / cnn32 w1 fp32 (colour, paper)", "fm", "cnn32", 32, 1.0, 100, "none", 3e-4, 3),
+    ("fm / cnn32 w0.5 bf16 (colour)", "fm", "cnn32", 32, 0.5, 100, "bf16", 3e-4, 3),
+    ("fm / cnn32 w1 bf16 (colour, paper)", "fm", "cnn32", 32, 1.0, 100, "bf16", 3e-4, 3),
+    ("kplus1 / dcgan28 w0.5 fp32", "kplus1", "dcgan28", 28, 0.5, 100, "none", 2e-4, 1),
+    ("kplus1 / dcgan28 w0.5 bf16", "kplus1", "dcgan28", 28, 0.5, 100, "bf16", 2e-4, 1),
 ]
 
 

@@ -177,6 +177,21 @@ def test_weight_norm_layer_output_does_not_depend_on_the_scale_of_v():
     torch.testing.assert_close(layer(x), before)
 
 
+def test_dcgan_input_noise_only_in_train_mode_and_off_by_default():
+    torch.manual_seed(0)
+    D, _ = build_nets(ModelConfig(net="dcgan28", width=0.125, dropout=0.0, input_noise=0.3), 1, 28, 5)
+    plain, _ = build_nets(ModelConfig(net="dcgan28", width=0.125, dropout=0.0), 1, 28, 5)
+    plain.load_state_dict(D.state_dict())                     # the noise adds no weights: same keys
+    x = torch.zeros(4, 1, 28, 28)
+    D.train(), plain.train()
+    assert not torch.equal(D(x)[1], D(x)[1])
+    assert torch.equal(plain(x)[1], plain(x)[1])              # no noise unless asked for
+    plain.load_state_dict(D.state_dict())                     # the same BN statistics too
+    D.eval()
+    assert torch.equal(D(x)[1], plain.eval()(x)[1])
+    assert D.input_noise.sigma == pytest.approx(0.6)          # 0.3 in [0, 1] pixels is 0.6 on [-1, 1]
+
+
 def test_mlp_generator_and_discriminator_noise_only_in_train_mode():
     D, G = build("mlp")
     x = torch.zeros(2, 1, 16, 16)

@@ -70,6 +70,8 @@ class ModelConfig:
                            "a CPU", valid=POSITIVE)
     dropout: float = _f(0.3, "dropout probability in the DCGAN nets (the recipe passed keep_prob 0.7)",
                         valid=FRACTION)
+    input_noise: float = _f(0.0, "std of Gaussian noise added to D's input in training, in [0, 1] pixel units (the "
+                                 "mlp has 0.3 built in, as Salimans et al.); DCGAN nets", valid=NON_NEGATIVE)
     z_dim: int = _f(100, "latent size, as in the recipe and Salimans et al.", valid=AT_LEAST_1)
 
 

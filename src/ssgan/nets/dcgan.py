@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .mlp import GaussianNoise
+
 # Per input size: D's conv layers as (out_channels, kernel, stride, padding) and G's transposed
 # conv layers as (out_channels, kernel, stride, padding), from the 1x1 latent up to the image.
 D_LAYERS = {
@@ -31,8 +33,11 @@ def scaled(channels: int, width: float) -> int:
 
 class DCGANDiscriminator(nn.Module):
     def __init__(self, image_size: int, channels: int, num_logits: int, width: float = 1.0,
-                 dropout: float = 0.3):
+                 dropout: float = 0.3, input_noise: float = 0.0):
         super().__init__()
+        # Gaussian noise on the input in training, in [0, 1] pixel units like the mlp's (its std on our
+        # [-1, 1] scale is twice that): with few labels D's main regulariser in Salimans et al.'s code.
+        self.input_noise = GaussianNoise(2 * input_noise)
         layers: list[nn.Module] = []
         c_in = channels
         spec = D_LAYERS[image_size]
@@ -49,7 +54,7 @@ class DCGANDiscriminator(nn.Module):
         self.head = nn.Linear(c_in, num_logits)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.body(x).mean(dim=(2, 3))       # global average pooling: (B, F)
+        features = self.body(self.input_noise(x)).mean(dim=(2, 3))       # global average pooling: (B, F)
         return self.head(features), features           # (B, num_logits), (B, F)
 
 
