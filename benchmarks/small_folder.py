@@ -79,6 +79,7 @@ def run(folder: Path, run_dir: Path, extra: list[str], threads: int | None) -> d
         cmd.append(f"--train.threads={threads}")
     t0 = time.time()
     log = run_dir.with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
         subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
     wall = time.time() - t0

@@ -5,10 +5,13 @@ registered.
 """
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from ssgan import losses
 from ssgan.algorithms import ALGORITHMS, build_algorithm
 from ssgan.config import MethodConfig
 from ssgan.errors import ConfigError
@@ -24,7 +27,7 @@ def inputs(algo, seed: int = 0, dtype=torch.float64):
     def t(*shape):
         return (torch.randn(*shape, generator=g, dtype=dtype) * 2).requires_grad_()
 
-    return {"logits_lab": t(B, n), "y_lab": torch.arange(B) % K, "logits_unl": t(B + 2, n),
+    return {"logits_lab": t(B, n), "y_lab": torch.arange(B) % K, "logits_unl": t(algo.unl_views * (B + 2), n),
             "logits_fake": t(B + 1, n), "feat_real": t(B + 2, FEAT), "feat_fake": t(B + 1, FEAT)}
 
 
@@ -203,3 +206,34 @@ def test_kplus1_softmax_real_fake_uses_the_k_plus_1_softmax():
     shifted[:, :-1] += 1.0                                        # more class mass: "more real"
     assert soft.fake_nll(shifted, is_fake=False) < soft.fake_nll(logits, is_fake=False)
     assert torch.equal(sig.fake_nll(shifted, is_fake=False), sig.fake_nll(logits, is_fake=False))
+
+
+# -------------------------------------------------------------------------------------------------- ct
+def test_consistency_and_entropy_match_naive_formulas():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(5, K, generator=g, dtype=torch.float64), torch.randn(5, K, generator=g, dtype=torch.float64)
+    cons, ent = 0.0, 0.0
+    for i in range(5):
+        pa = [math.exp(v) for v in a[i].tolist()]
+        pb = [math.exp(v) for v in b[i].tolist()]
+        pa, pb = [v / sum(pa) for v in pa], [v / sum(pb) for v in pb]
+        cons += sum((x - y) ** 2 for x, y in zip(pa, pb)) / 5
+        ent += -sum(x * math.log(x) for x in pa) / 5
+    assert losses.consistency(a, b).item() == pytest.approx(cons, rel=1e-12)
+    assert losses.conditional_entropy(a).item() == pytest.approx(ent, rel=1e-12)
+    assert losses.consistency(a, a).item() == 0.0
+    assert losses.conditional_entropy(torch.zeros(2, K)).item() == pytest.approx(math.log(K))
+
+
+def test_ct_d_loss_is_fm_on_the_first_pass_plus_weighted_consistency_and_entropy():
+    torch.manual_seed(0)
+    ct = build_algorithm(MethodConfig(fm_distance="l2", name="ct", consistency_weight=3.0, entropy_weight=0.5))
+    fm = build_algorithm(MethodConfig(fm_distance="l2", name="fm"))
+    assert ct.unl_views == 2 and fm.unl_views == 1
+    lab, y, fake = torch.randn(B, K), torch.arange(B) % K, torch.randn(B, K)
+    first, second = torch.randn(B, K), torch.randn(B, K)
+    total, terms = ct.d_loss(lab, y, torch.cat([first, second]), fake)
+    fm_total, _ = fm.d_loss(lab, y, first, fake)
+    expected = fm_total + 3.0 * losses.consistency(first, second) + 0.5 * losses.conditional_entropy(first)
+    torch.testing.assert_close(total, expected)
+    torch.testing.assert_close(terms["cons"], losses.consistency(first, second))

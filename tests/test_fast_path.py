@@ -19,12 +19,13 @@ from ssgan.training.step import DiscriminatorPass, d_step, frozen_bn_stats, g_st
 
 def plain_step(D, G, algo, opt_d, opt_g, x_lab, y_lab, x_unl, x_unl_g, has_bn):
     x_fake = G(G.sample_z(len(x_lab)))
+    views = algo.unl_views  # ct: D sees each unlabeled batch twice
     if has_bn:  # the real images form one BN batch, as in d_step
-        logits_real, _ = D(torch.cat([x_lab, x_unl]))
-        l_lab, l_unl = logits_real.split([len(x_lab), len(x_unl)])
+        logits_real, _ = D(torch.cat([x_lab] + [x_unl] * views))
+        l_lab, l_unl = logits_real.split([len(x_lab), views * len(x_unl)])
     else:
         l_lab, _ = D(x_lab)
-        l_unl, _ = D(x_unl)
+        l_unl = torch.cat([D(x_unl)[0] for _ in range(views)])
     with frozen_bn_stats(D):
         l_fake, _ = D(x_fake.detach())
     d_loss, d_terms = algo.d_loss(l_lab, y_lab, l_unl, l_fake)
@@ -49,7 +50,8 @@ def sgd(params):
     return torch.optim.SGD(params, lr=0.1)
 
 
-@pytest.mark.parametrize("method,net,size", [("fm", "mlp", 16), ("kplus1", "mlp", 16), ("kplus1", "dcgan28", 28)])
+@pytest.mark.parametrize("method,net,size", [("fm", "mlp", 16), ("kplus1", "mlp", 16), ("kplus1", "dcgan28", 28),
+                                             ("ct", "mlp", 16), ("ct", "dcgan28", 28)])
 def test_fast_step_equals_plain_step(method, net, size):
     torch.manual_seed(0)
     cfg = settle(C.build(overrides={"method.name": method, "model.net": net, "model.width": 0.125,
@@ -78,3 +80,19 @@ def test_fast_step_equals_plain_step(method, net, size):
     for (name, a), b in zip(list(D.state_dict().items()) + list(G.state_dict().items()),
                             list(D2.state_dict().values()) + list(G2.state_dict().values())):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name} differs after one step: {m}")
+
+
+def test_ct_step_sees_two_differently_noised_passes_of_the_unlabeled_batch():
+    torch.manual_seed(0)
+    cfg = settle(C.build(overrides={"method.name": "ct", "model.net": "mlp", "data.image_size": 16}), 1, 16)
+    algo = build_algorithm(cfg.method)
+    D, G = build_nets(cfg.model, 1, 16, algo.num_logits(4))
+    cfg.train.batch_size = 8
+    parts = make_step_parts(cfg, algo, D, G, torch.device("cpu"))
+    x = torch.rand(8, 1, 16, 16) * 2 - 1
+    sup, unl, cons, ent, total = d_step(parts, x, torch.arange(8) % 4, x)
+    assert cons.item() > 0                     # the mlp's Gaussian noise differs between the two passes
+    for m in D.modules():
+        if hasattr(m, "sigma"):
+            m.sigma = 0.0
+    assert d_step(parts, x, torch.arange(8) % 4, x)[2].item() == 0.0   # without noise they agree

@@ -77,8 +77,8 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = _f("fm", "method from the ALGORITHMS registry: fm (Salimans et al., the measured best), kplus1, "
-                         "supervised")
+    name: str = _f("fm", "method from the ALGORITHMS registry: fm (Salimans et al., the measured best), ct (fm "
+                         "plus a consistency term), kplus1, supervised")
     fm_distance: str | None = _f(None, "feature-matching distance: l2 (mean squared) or l1 (mean absolute); "
                                        "None: the net's paper's (l2 for mlp and dcgan, l1 for cnn32)", ("l2", "l1"))
     real_fake: str = _f("softmax", "kplus1: how real/fake is read from D's K+1 outputs: softmax over all K+1 (Salimans "
@@ -88,6 +88,11 @@ class MethodConfig:
     unsup_weight: float = _f(1.0, "weight of the unsupervised real/fake term in the D loss", valid=NON_NEGATIVE)
     adv_weight: float = _f(1.0, "kplus1: weight of G's non-saturating 'looks real' term", valid=NON_NEGATIVE)
     fm_weight: float = _f(1.0, "weight of G's feature-matching term", valid=NON_NEGATIVE)
+    consistency_weight: float = _f(1.0, "ct: weight of the consistency term (squared distance of D's class "
+                                        "probabilities on two noisy passes of the same unlabeled images)",
+                                   valid=NON_NEGATIVE)
+    entropy_weight: float = _f(0.0, "ct: weight of the conditional entropy of p(y | x) on unlabeled images",
+                               valid=NON_NEGATIVE)
 
 
 @dataclass

@@ -62,3 +62,17 @@ def softmax_fake_nll(logits: torch.Tensor, is_fake: bool) -> torch.Tensor:
     if is_fake:
         return (lse_all - logits[:, -1]).mean()
     return (lse_all - torch.logsumexp(logits[:, :-1], dim=1)).mean()
+
+
+def consistency(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """Squared distance between the class probabilities of two stochastic passes (dropout, Gaussian
+    noise) of D over the same images, summed over classes, averaged over the batch: the Pi-model's
+    term (Laine & Aila 2017), which CT-GAN (Wei et al. 2018) adds to the feature-matching GAN's D."""
+    return (F.softmax(logits_a, dim=1) - F.softmax(logits_b, dim=1)).square().sum(1).mean()
+
+
+def conditional_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean entropy of p(y | x) over the K classes: minimised on unlabeled images it pushes decision
+    boundaries away from them (Grandvalet & Bengio 2005; Dai et al. 2017's Ent term)."""
+    logp = F.log_softmax(logits, dim=1)
+    return -(logp.exp() * logp).sum(1).mean()

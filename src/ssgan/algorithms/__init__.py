@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..config import MethodConfig
 from ..errors import ConfigError
 from .base import Algorithm
+from .consistency import Consistency
 from .feature_matching import FeatureMatching
 from .kplus1 import KPlus1
 from .supervised import Supervised
@@ -11,6 +12,7 @@ from .supervised import Supervised
 ALGORITHMS: dict[str, type[Algorithm]] = {
     "kplus1": KPlus1,
     "fm": FeatureMatching,
+    "ct": Consistency,
     "supervised": Supervised,
 }
 

@@ -16,6 +16,7 @@ class Algorithm:
     uses_generator: bool = True
     d_terms: tuple[str, ...] = ()   # names of the D loss terms, in the order they are logged
     g_terms: tuple[str, ...] = ()
+    unl_views: int = 1              # passes of D over each unlabeled batch; logits_unl is (views * B, K)
 
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg

@@ -131,8 +131,9 @@ def d_step(p: StepParts, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
         else:
             with torch.no_grad():  # no graph through G here (and DDP expects no backward for this call)
                 x_fake = p.G_fwd(p.G.sample_z(p.batch_size, p.device))               # (B, C, H, W)
-            logits_real, logits_fake = p.d_pass(torch.cat([x_lab, x_unl]), x_fake)
-            logits_lab, logits_unl = logits_real.split([len(x_lab), len(x_unl)])  # (B, K) each
+            views = p.algo.unl_views  # a method with a consistency term sees x_unl twice, with fresh noise
+            logits_real, logits_fake = p.d_pass(torch.cat([x_lab] + [x_unl] * views), x_fake)
+            logits_lab, logits_unl = logits_real.split([len(x_lab), views * len(x_unl)])  # (B, K), (vB, K)
     d_loss, terms = p.algo.d_loss(logits_lab.float(), y_lab, _float(logits_unl), _float(logits_fake))
     p.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
