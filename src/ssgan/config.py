@@ -124,7 +124,9 @@ class TrainConfig:
     ema_warmup: bool = _f(True, "EMA decay min(ema, (1 + n) / (10 + n)) after n steps, so the average follows D early "
                                 "on; off, it keeps ~1/(1 - ema) steps of D's first weights (on the MNIST subset, "
                                 "75% test accuracy for D against 24% for its plain EMA after 120 steps)")
-    amp: str = _f("none", "mixed precision: none or bf16 autocast", ("none", "bf16"))
+    amp: str = _f("none", "mixed precision: none, bf16 autocast, or auto: bf16 where a start-up probe (a matmul and "
+                          "a conv, both ways) finds it at least 1.3x faster than fp32 here; the choice is logged and "
+                          "saved with the run", ("none", "bf16", "auto"))
     device: str = _f("auto", "auto, cpu, cuda, cuda:K or mps")
     threads: int | None = _f(None, "torch intra-op threads; None: torch's default (one per core)", valid=AT_LEAST_1)
     sync_bn: bool = _f(False, "several processes: SyncBatchNorm (CUDA only); off, each process normalises its "

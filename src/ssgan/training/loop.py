@@ -10,6 +10,7 @@ of every global batch, rank 0 alone writes (distributed.py).
 from __future__ import annotations
 
 import contextlib
+import copy
 import signal
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..nets import preferred_size
 from ..samples import generate, plot_curves, save_grid
 from ..tracking import Metrics, Progress, epoch_line, log, write_summary
 from . import checkpoint, distributed
+from .precision import choose_amp
 from .run import DEFAULT_STEPS, FEW_STEPS, Run, build_run
 from .run_folder import load_or_draw_split, locked, save_config
 from .step import d_step, g_step
@@ -46,6 +48,16 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
     if t.threads:
         torch.set_num_threads(t.threads)
     saved = checkpoint.load(run_dir, "last") if resume else None
+    amp_note = ""
+    if t.amp == "auto":  # a resumed run keeps the precision it started with; ranks must all agree
+        cfg = copy.deepcopy(cfg)  # the caller's config stays as given
+        t = cfg.train
+        if saved:
+            t.amp = saved["config"]["train"]["amp"]
+        else:
+            t.amp, amp_note = choose_amp(device)
+            if distributed.any_rank(dd, t.amp == "none", device) and t.amp == "bf16":
+                t.amp, amp_note = "none", amp_note + "; fp32 because another process measured otherwise"
 
     data = load_source(cfg.data, size_for=lambda channels: preferred_size(cfg.model.net, channels))
     split, split_note = load_or_draw_split(cfg, data, run_dir)  # deterministic: every rank draws the same
@@ -62,6 +74,8 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
         metrics = Metrics(run_dir) if dd.main else None
         if metrics:
             metrics.truncate(run.epoch)
+        if amp_note:
+            say(amp_note)
         say(describe(run, run_dir))
         t_start = time.time()
         epochs = run.cfg.train.epochs
