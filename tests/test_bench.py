@@ -4,10 +4,12 @@ from __future__ import annotations
 import csv
 import json
 
-from helpers_train import torch_threads
+import os
+
+from helpers_train import read_metrics, torch_threads, without_timing
 
 from ssgan import cli
-from ssgan.bench import parse_int_list
+from ssgan.bench import cpu_sets, parse_int_list
 
 ARGS = ["bench", "--dataset", "synthetic", "--image-size", "16", "--net", "mlp", "--epochs", "1",
         "--max-steps", "2", "--batch-size", "20", "--methods", "fm,supervised", "--labels", "4,8",
@@ -33,6 +35,36 @@ def test_bench_writes_results_and_skips_finished_runs(tmp_path, capsys):
     with torch_threads(1):
         assert cli.main([*ARGS, "--out", str(out)]) == 0
     assert capsys.readouterr().out.count("finished, skipped") == 8
+
+
+def test_bench_jobs_runs_the_grid_in_parallel_processes_with_the_same_numbers(tmp_path, capsys):
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = [*ARGS[:-4], "--labels", "4", "--seeds", "0-1", "--train.threads=1"]
+    with torch_threads(1):
+        assert cli.main([*args, "--out", str(one)]) == 0
+    assert cli.main([*args, "--out", str(two), "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("bench: running") == 8 and out.count(" done") == 4
+    for name in ("fm-L4-s0", "fm-L4-s1", "supervised-L4-s0", "supervised-L4-s1"):
+        assert "epoch   1 |" in (two / "runs" / f"{name}.log").read_text()   # each run's own log
+        assert without_timing(read_metrics(one / "runs" / name)) == without_timing(read_metrics(two / "runs" / name))
+    rows = lambda d: [(r["method"], r["seed"], r["test_errors"]) for r in csv.DictReader((d / "results.csv").open())]  # noqa: E731
+    assert rows(one) == rows(two)
+
+
+def test_cpu_sets_deal_out_this_process_s_cpus():
+    cpus = sorted(os.sched_getaffinity(0))
+    sets = cpu_sets(len(cpus))
+    assert sorted(c for s in sets for c in s) == cpus and all(len(s) == 1 for s in sets)
+    assert cpu_sets(1) == [cpus]
+    assert len(cpu_sets(2 * len(cpus))) == 2 * len(cpus)          # more jobs than CPUs: shared
+
+
+def test_a_failing_run_under_jobs_stops_the_bench_with_its_error(tmp_path, capsys):
+    code = cli.main([*ARGS[:-4], "--labels", "4", "--seeds", "0-1", "--train.threads=1", "--out", str(tmp_path),
+                     "--jobs", "2", "--data.val_size=100000"])
+    assert code != 0
+    assert "val" in capsys.readouterr().err
 
 
 def test_bench_bad_arguments_fail_clearly(tmp_path, capsys):

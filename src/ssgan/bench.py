@@ -8,10 +8,14 @@ stopped and started again. Results: OUT/results.{csv,json,md}, the test errors o
 """
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import copy
 import csv
 import io
 import json
+import multiprocessing
+import os
 import resource
 import statistics
 import time
@@ -62,13 +66,44 @@ def add_time(path: Path, wall_s: float, cpu_s: float) -> None:
                                         "sessions": old.get("sessions", 0) + 1}))
 
 
+def cpu_sets(jobs: int) -> list[list[int]]:
+    """The CPUs each of `jobs` simultaneous runs is pinned to: this process's CPUs dealt out in
+    contiguous blocks (shared round-robin when there are more jobs than CPUs)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    if jobs >= len(cpus):
+        return [[cpus[i % len(cpus)]] for i in range(jobs)]
+    per = len(cpus) // jobs
+    return [cpus[i * per:(i + 1) * per] for i in range(jobs)]
+
+
+def _run_one(cfg: C.Config, run_dir: Path, resume: bool, cpus: list[int] | None = None) -> None:
+    """One run of the grid, timed (its bench_time.json). With `cpus` it is one of several at once,
+    in its own process: pinned to those CPUs where the OS allows, with as many torch threads, and
+    its log written to OUT/runs/NAME.log rather than interleaved with the others'."""
+    if cpus is not None:
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus)
+        cfg.train.threads = cfg.train.threads or len(cpus)
+    t0, c0 = time.time(), cpu_seconds()
+    try:
+        if cpus is None:
+            train(cfg, run_dir, resume=resume)
+        else:
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            with open(run_dir.parent / f"{run_dir.name}.log", "a") as f, \
+                    contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+                train(cfg, run_dir, resume=resume)
+    finally:  # an interrupted run's time counts too: its next session adds to it
+        add_time(run_dir / "bench_time.json", time.time() - t0, cpu_seconds() - c0)
+
+
 def run_grid(base: C.Config, methods: list[str], labels: list[int], seeds: list[int], out: Path,
-             allow_subset: bool = False) -> list[dict]:
-    """Run (or skip, or resume) every combination; returns one row per run."""
+             allow_subset: bool = False, jobs: int = 1) -> list[dict]:
+    """Run (or skip, or resume) every combination, `jobs` at a time; returns one row per run."""
     for m in methods:
         if m not in ALGORITHMS:
             raise ConfigError(f"--methods: unknown method '{m}'; valid: {', '.join(ALGORITHMS)}")
-    rows = []
+    grid = []
     for n_labels in labels:
         for method in methods:
             for seed in seeds:
@@ -76,29 +111,64 @@ def run_grid(base: C.Config, methods: list[str], labels: list[int], seeds: list[
                 C.apply(cfg, {"method.name": method, "data.labels": n_labels, "data.split_seed": seed,
                               "train.seed": seed, "data.allow_subset": allow_subset}, source="bench")
                 C.validate(cfg)
-                run_dir = out / "runs" / run_name(method, n_labels, seed)
-                summary_path = run_dir / "summary.json"
-                done = summary_path.is_file() and (cfg.train.epochs is None or  # None: the run's own step budget
-                                                   json.loads(summary_path.read_text())["epochs"] >= cfg.train.epochs)
-                if not done:
-                    resume = (run_dir / "checkpoints" / "last.pt").is_file()
-                    log(f"bench: {'resuming' if resume else 'running'} {run_dir.name}")
-                    t0, c0 = time.time(), cpu_seconds()
-                    try:
-                        train(cfg, run_dir, resume=resume)
-                    finally:  # an interrupted run's time counts too: its next session adds to it
-                        add_time(run_dir / "bench_time.json", time.time() - t0, cpu_seconds() - c0)
-                else:
-                    log(f"bench: {run_dir.name} finished, skipped")
-                summary = json.loads(summary_path.read_text())
-                if summary["dataset"].endswith("-subset") and not allow_subset:
-                    raise DataError(f"{run_dir} was trained on {summary['dataset']}; benchmarks need the full set")
-                timing = json.loads((run_dir / "bench_time.json").read_text())
-                rows.append({"method": method, "labels": n_labels, "seed": seed, "epochs": summary["epochs"],
-                             "test_errors": summary["test_errors"], "test_acc": summary["test_acc"],
-                             "n_test": summary["n_test"], "wall_s": round(timing["wall_s"], 1),
-                             "cpu_s": round(timing["cpu_s"], 1), "run": str(run_dir)})
-    return rows
+                grid.append((method, n_labels, seed, cfg, out / "runs" / run_name(method, n_labels, seed)))
+    todo = []
+    for method, n_labels, seed, cfg, run_dir in grid:
+        summary_path = run_dir / "summary.json"
+        done = summary_path.is_file() and (cfg.train.epochs is None or  # None: the run's own step budget
+                                           json.loads(summary_path.read_text())["epochs"] >= cfg.train.epochs)
+        if done:
+            log(f"bench: {run_dir.name} finished, skipped")
+            continue
+        resume = (run_dir / "checkpoints" / "last.pt").is_file()
+        log(f"bench: {'resuming' if resume else 'running'} {run_dir.name}"
+            + (f" (log: {run_dir.parent / (run_dir.name + '.log')})" if jobs > 1 else ""))
+        todo.append((cfg, run_dir, resume))
+    if jobs <= 1:
+        for cfg, run_dir, resume in todo:
+            _run_one(cfg, run_dir, resume)
+    elif todo:
+        _run_parallel(todo, jobs)
+    return [_row(method, n_labels, seed, run_dir, allow_subset) for method, n_labels, seed, _, run_dir in grid]
+
+
+def _run_parallel(todo: list, jobs: int) -> None:
+    """`jobs` runs at a time, each in a fresh process (spawned: no state shared with this one) on
+    its own block of CPUs; the first failure is raised once the runs under way have finished."""
+    sets = cpu_sets(jobs)
+    free = list(range(jobs))
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        pending, error = {}, None
+        queue = list(todo)
+        while queue or pending:
+            while queue and free and error is None:
+                slot = free.pop(0)
+                cfg, run_dir, resume = queue.pop(0)
+                pending[pool.submit(_run_one, cfg, run_dir, resume, sets[slot])] = (slot, run_dir)
+            if not pending:
+                break
+            done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            for fut in done:
+                slot, run_dir = pending.pop(fut)
+                free.append(slot)
+                if fut.exception() is None:
+                    log(f"bench: {run_dir.name} done")
+                elif error is None:
+                    error = fut.exception()
+        if error is not None:
+            raise error
+
+
+def _row(method: str, n_labels: int, seed: int, run_dir: Path, allow_subset: bool) -> dict:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if summary["dataset"].endswith("-subset") and not allow_subset:
+        raise DataError(f"{run_dir} was trained on {summary['dataset']}; benchmarks need the full set")
+    timing = json.loads((run_dir / "bench_time.json").read_text())
+    return {"method": method, "labels": n_labels, "seed": seed, "epochs": summary["epochs"],
+            "test_errors": summary["test_errors"], "test_acc": summary["test_acc"],
+            "n_test": summary["n_test"], "wall_s": round(timing["wall_s"], 1),
+            "cpu_s": round(timing["cpu_s"], 1), "run": str(run_dir)}
 
 
 def aggregate(rows: list[dict]) -> list[dict]:

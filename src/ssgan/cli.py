@@ -132,7 +132,7 @@ def cmd_bench(args, rest) -> int:
     labels = parse_int_list(args.labels, "--labels")
     seeds = parse_int_list(args.seeds, "--seeds")
     out = Path(args.out)
-    rows = run_grid(base, methods, labels, seeds, out)
+    rows = run_grid(base, methods, labels, seeds, out, jobs=args.jobs)
     budget = (f"{base.train.epochs} epochs per run" if base.train.epochs else "the default budget of 6,000 steps per run") + (f", {base.train.max_steps} steps per epoch"
                                                       if base.train.max_steps else "")
     write_results(rows, out, {"budget": budget, "dataset": base.data.dataset, "config": base.to_dict(), "methods": methods,
@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default="100", help="label counts, e.g. 20,50,100,200")
     p.add_argument("--seeds", default="0-2", help="seeds (split seed = training seed), e.g. 0-4 or 0,3")
     p.add_argument("--out", default="runs/bench", help="folder for the runs and the results files")
+    p.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                   help="runs at once, each in its own process pinned to its share of the CPUs with as many "
+                        "threads (unless --train.threads is set); each run's log goes to OUT/runs/NAME.log")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix on the test set")
