@@ -19,7 +19,7 @@ TIMING_FIELDS = ("epoch_time", "images_per_s", "elapsed")
 # 100 labels, the MLP pair (no batch norm, weight-normalised D with a data-dependent init).
 TINY = {"data.dataset": "synthetic", "data.image_size": 16, "model.net": "mlp", "method.name": "fm",
         "train.batch_size": 20, "train.epochs": 2, "train.max_steps": 4, "train.device": "cpu",
-        "optim.lr": 3e-3, "method.fm_distance": "l2"}
+        "optim.lr": 3e-3, "method.fm_distance": "l2", "train.report": False}  # report tests turn it on
 
 # The BN networks: dcgan28 at an eighth of the recipe's width.
 TINY_DCGAN = {**TINY, "data.image_size": 28, "model.net": "dcgan28", "model.width": 0.125,

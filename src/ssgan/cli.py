@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+import time
 from pathlib import Path
 
 from . import config as C
@@ -72,6 +73,8 @@ def config_from_args(args, rest: list[str], base: C.Config | None = None) -> C.C
         if value is not None:
             overrides[key] = value
     overrides.update(parse_overrides(rest))
+    if getattr(args, "no_report", False):
+        overrides["train.report"] = False
     if base is None:
         return C.build(args.config, overrides)
     cfg = base
@@ -142,6 +145,14 @@ def cmd_bench(args, rest) -> int:
     return 0
 
 
+def cmd_report(args, rest) -> int:
+    from .report import write_report
+    t0 = time.time()
+    path = write_report(args.path, args.output)
+    print(f"wrote {path} ({path.stat().st_size:,} bytes in {time.time() - t0:.1f} s)")
+    return 0
+
+
 def cmd_predict(args, rest) -> int:
     from .predict import predict
     rows = predict(args.checkpoint, args.paths, args.output, args.batch_size, args.device)
@@ -201,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p)
     p.add_argument("--run-dir", metavar="DIR", help="run folder (default: a new folder under --train.out)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--no-report", action="store_true", help="write no report.html at the end (same as "
+                                                              "--train.report=false)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="the paper protocol: methods x label counts x seeds on identical splits",
@@ -234,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--which", default="last", choices=["last", "best"])
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("report", help="one self-contained HTML page for a run folder or a bench folder",
+                       description="A run's summary, config changes, curves, sample grids, confusion matrix and "
+                                   "most confidently wrong test images; for a bench folder the method x labels "
+                                   "table, every run's numbers and curves, linked to each run's own page.")
+    p.add_argument("path", metavar="RUN_OR_BENCH_DIR")
+    p.add_argument("-o", "--output", default=None, metavar="HTML", help="default: PATH/report.html")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", help="class probabilities of image files, as CSV")
     p.add_argument("checkpoint", metavar="CKPT_OR_RUN_DIR")

@@ -133,6 +133,12 @@ class TrainConfig:
                               "own batch, as one process with that batch size would")
     eval_batch_size: int = _f(1000, "batch size of evaluation, large since it needs no gradients", valid=AT_LEAST_1)
     sample_every: int = _f(1, "epochs between sample grids; 0: none", valid=NON_NEGATIVE)
+    report: bool = _f(True, "write report.html (one self-contained page: curves, samples, confusion matrix, "
+                            "errors) in the run folder at the end of the run and when stopped by a signal; "
+                            "--no-report: off")
+    track: str = _f("none", "also log per-epoch scalars and sample grids for TensorBoard in RUN_DIR/tb "
+                            "(pip install 'ssgan[tensorboard]'); metrics.jsonl stays the record",
+                    ("none", "tensorboard"))
     max_steps: int | None = _f(None, "stop after this many steps per epoch (tests and smoke runs); None: full",
                                valid=AT_LEAST_1)
     out: str = _f("runs", "folder where new run folders are made")

@@ -11,7 +11,7 @@ import torch
 from .data.sources import load_source
 from .data.transforms import to_unit_range
 from .errors import DataError
-from .files import atomic_write, atomic_write_text
+from .files import atomic_write_text, save_figure
 from .training import checkpoint
 from .training.distributed import resolve_device
 from .training.run import restore_models
@@ -97,7 +97,7 @@ def evaluate_checkpoint(path: str, which: str = "last", use_ema: bool = True, da
     return result
 
 
-def plot_confusion(cm: list[list[int]], classes: list[str], path: Path) -> None:
+def confusion_figure(cm: list[list[int]], classes: list[str]):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -110,5 +110,8 @@ def plot_confusion(cm: list[list[int]], classes: list[str], path: Path) -> None:
     ax.set_xticks(range(k), classes, rotation=90), ax.set_yticks(range(k), classes)
     ax.set_xlabel("predicted"), ax.set_ylabel("true")
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    return fig
+
+
+def plot_confusion(cm: list[list[int]], classes: list[str], path: Path) -> None:
+    save_figure(confusion_figure(cm, classes), path)

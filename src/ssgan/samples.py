@@ -8,7 +8,7 @@ import torch
 from torchvision.utils import save_image
 
 from .errors import CheckpointError
-from .files import atomic_write
+from .files import atomic_write, save_figure
 from .training import checkpoint
 from .training.run import restore_models
 
@@ -40,27 +40,30 @@ def sample_checkpoint(path: str, n: int, output: str, seed: int = 0, which: str 
     save_grid(generate(G, z), output)
 
 
-def plot_curves(records: list[dict], folder: str | Path) -> None:
-    """loss.png (every D and G term per epoch) and accuracy.png (train/val/test)."""
+def curve_figures(records: list[dict]):
+    """(loss figure: every D and G term per epoch, accuracy figure: train/val/test per epoch)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    if not records:
-        return
-    folder = Path(folder)
     epochs = [r["epoch"] for r in records]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    loss, ax = plt.subplots(figsize=(7, 4))
     for key in [k for k in records[0] if k in ("d_loss", "g_loss") or k.startswith(("d/", "g/"))]:
         ax.plot(epochs, [r.get(key) for r in records], label=key)
     ax.set_xlabel("epoch"), ax.set_ylabel("loss"), ax.legend(fontsize=7), ax.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_write(folder / "loss.png", lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("train_acc", "val_acc", "test_acc"):
+    loss.tight_layout()
+    acc, ax = plt.subplots(figsize=(7, 4))
+    for key in ("train_acc", "val_acc", "test_acc", "test_acc_raw"):
         if records[0].get(key) is not None:
-            ax.plot(epochs, [r[key] for r in records], label=key)
+            ax.plot(epochs, [r[key] for r in records], label=key.replace("_raw", " (D itself)"))
     ax.set_xlabel("epoch"), ax.set_ylabel("accuracy"), ax.legend(), ax.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_write(folder / "accuracy.png", lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    acc.tight_layout()
+    return loss, acc
+
+
+def plot_curves(records: list[dict], folder: str | Path) -> None:
+    """loss.png (every D and G term per epoch) and accuracy.png (train/val/test)."""
+    if not records:
+        return
+    loss, acc = curve_figures(records)
+    save_figure(loss, Path(folder) / "loss.png")
+    save_figure(acc, Path(folder) / "accuracy.png")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
+from .errors import ConfigError
 from .files import atomic_write_text
 
 
@@ -53,9 +55,17 @@ class Progress:
 class Metrics:
     """Epoch records, rewritten atomically each epoch so a crash never leaves half a line."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, tensorboard: bool = False):
         self.jsonl, self.csv = folder / "metrics.jsonl", folder / "metrics.csv"
         self.records: list[dict] = []
+        self.tb = None
+        if tensorboard:  # a mirror for TensorBoard users; the JSON lines stay the record
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError("--train.track=tensorboard needs the tensorboard package: "
+                                  "pip install 'ssgan[tensorboard]' (or pip install tensorboard)") from None
+            self.tb = SummaryWriter(str(folder / "tb"))
         if self.jsonl.is_file():
             self.records = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
 
@@ -67,6 +77,21 @@ class Metrics:
     def add(self, record: dict) -> None:
         self.records.append(record)
         self._write()
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.tb.add_scalar(key, value, record["epoch"])
+            self.tb.flush()
+
+    def add_images(self, tag: str, grid, epoch: int) -> None:
+        """A (C, H, W) image grid in [0, 1], e.g. the epoch's samples, for TensorBoard."""
+        if self.tb is not None:
+            self.tb.add_image(tag, grid, epoch)
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
 
     def _write(self) -> None:
         atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.records))
@@ -95,14 +120,35 @@ def epoch_line(r: dict) -> str:
     return " | ".join(parts)
 
 
-def write_summary(run_dir: Path, records: list[dict], wall_time: float, dataset: str, n_test: int) -> dict:
+def machine(device) -> dict:
+    """What a run's figures were measured on: CPU model, device, torch version and threads."""
+    import platform
+
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    out = {"cpu": cpu, "cores": os.cpu_count(), "device": str(device), "torch": torch.__version__,
+           "threads": torch.get_num_threads()}
+    if getattr(device, "type", None) == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def write_summary(run_dir: Path, records: list[dict], wall_time: float, dataset: str, n_test: int,
+                  cpu_time: float | None = None, machine: dict | None = None) -> dict:
     """summary.json: the last epoch's figures, and those of the best-validation epoch if any."""
     last = records[-1]
     summary = {"dataset": dataset, "epochs": last["epoch"], "n_test": n_test,
                "test_acc": last["test_acc"], "test_errors": last["test_errors"],
                "val_acc": last["val_acc"], "train_time_s": sum(r["epoch_time"] for r in records),
-               "wall_time_s_this_session": wall_time,
-               "images_per_s": sum(r["images_per_s"] for r in records) / len(records)}
+               "wall_time_s_this_session": wall_time, "cpu_time_s_this_session": cpu_time,
+               "machine": machine, "images_per_s": sum(r["images_per_s"] for r in records) / len(records)}
     with_val = [r for r in records if r["val_acc"] is not None]
     if with_val:
         best = max(with_val, key=lambda r: r["val_acc"])  # first epoch with the highest val accuracy

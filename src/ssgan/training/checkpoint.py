@@ -58,7 +58,7 @@ def load(path: str | Path, which: str = "last") -> dict:
 # another number of processes may change it to keep the global batch.
 RESUMABLE_CHANGES = {"train.epochs", "train.batch_size", "train.device", "train.threads", "train.eval_batch_size",
                      "train.sample_every", "data.root", "data.workers", "train.out", "data.download",
-                     "data.allow_subset", "data.skip_bad_files"}
+                     "data.allow_subset", "data.skip_bad_files", "train.report", "train.track"}
 
 
 def check_compatible(saved: dict, current: dict, path: Path | str) -> None:

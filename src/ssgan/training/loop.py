@@ -16,14 +16,15 @@ import time
 from pathlib import Path
 
 import torch
+from torchvision.utils import make_grid
 
 from ..data.sources import load_source
 from ..errors import Interrupted, NonFiniteLoss
-from ..evaluate import error_counts
+from ..evaluate import class_logits, error_counts
 from ..files import atomic_write_text, remove_stale_temps
 from ..nets import preferred_size
 from ..samples import generate, plot_curves, save_grid
-from ..tracking import Metrics, Progress, epoch_line, log, write_summary
+from ..tracking import Metrics, Progress, epoch_line, log, machine, write_summary
 from . import checkpoint, distributed
 from .precision import choose_amp
 from .run import DEFAULT_STEPS, FEW_STEPS, Run, build_run
@@ -71,13 +72,13 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
             exact = run.load_state_dict(saved)
             say(f"resuming {run_dir} at epoch {run.epoch + 1}, step {run.step}" + ("" if exact else
                 "; the data changed, so batches are drawn afresh and the run will differ from an uninterrupted one"))
-        metrics = Metrics(run_dir) if dd.main else None
+        metrics = Metrics(run_dir, tensorboard=t.track == "tensorboard") if dd.main else None
         if metrics:
             metrics.truncate(run.epoch)
         if amp_note:
             say(amp_note)
         say(describe(run, run_dir))
-        t_start = time.time()
+        t_start, cpu_start = time.time(), time.process_time()
         epochs = run.cfg.train.epochs
         if dd.main and epochs * run.steps_per_epoch < FEW_STEPS:
             log(f"note: this run is {epochs * run.steps_per_epoch} steps ({epochs} epochs of {run.steps_per_epoch}); "
@@ -102,6 +103,9 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
                     checked = run.step
                     if distributed.any_rank(dd, stop["signal"] is not None, device):
                         save_checkpoint(run, run_dir, "last")
+                        if dd.main:
+                            metrics.close()
+                            write_report(run, run_dir)
                         raise Interrupted(f"stopped by signal at epoch {epoch + 1}, step {run.step}; state saved. "
                                           f"Resume with: ssgan train --resume {run_dir}")
             progress.close()
@@ -110,9 +114,33 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
 
         if not dd.main:
             return {}
+        metrics.close()
         plot_curves(metrics.records, run_dir)
         n_test = len(data.test) if data.test is not None else 0
-        return write_summary(run_dir, metrics.records, time.time() - t_start, data.name, n_test)
+        summary = write_summary(run_dir, metrics.records, time.time() - t_start, data.name, n_test,
+                                cpu_time=time.process_time() - cpu_start, machine=machine(run.device))
+        write_report(run, run_dir)
+        return summary
+
+
+def write_report(run: Run, run_dir: Path) -> None:
+    """report.html from the run's files and the in-memory classifier (no reload of the data).
+
+    A side output: the run's results are saved before it is drawn, so a failure to draw it is
+    reported in the log, not raised, and `ssgan report RUN_DIR` can make it later."""
+    if not run.cfg.train.report:
+        return
+    from ..report import Predictions, write_run_report
+    try:
+        preds = None
+        if run.data.test is not None:
+            logits = class_logits(run.eval_model, run.algo, run.data.test.x, run.cfg.train.eval_batch_size,
+                                  run.device, run.cfg.train.amp == "bf16")
+            which = f"{'EMA of D' if run.ema is not None else 'D'}, epoch {run.epoch}"
+            preds = Predictions(run.data.classes, run.data.test.y, logits.float().softmax(1), run.data.test.x, which)
+        log(f"report: {write_run_report(run_dir, predictions=preds)}")
+    except Exception as e:  # noqa: BLE001 -- see the docstring
+        log(f"report.html not written ({type(e).__name__}: {e}); make it with: ssgan report {run_dir}")
 
 
 def describe(run: Run, run_dir: Path) -> str:
@@ -191,7 +219,9 @@ def end_of_epoch(run: Run, metrics: Metrics | None, run_dir: Path, epoch_time: f
         metrics.add(record)
         log(epoch_line(record))
         if run.G is not None and t.sample_every and run.epoch % t.sample_every == 0:
-            save_grid(generate(run.G, run.fixed_z.to(run.device)), run_dir / "samples" / f"epoch_{run.epoch:03d}.png")
+            images = generate(run.G, run.fixed_z.to(run.device))
+            save_grid(images, run_dir / "samples" / f"epoch_{run.epoch:03d}.png")
+            metrics.add_images("samples", make_grid(images, nrow=8, normalize=True, value_range=(-1, 1)), run.epoch)
     save_checkpoint(run, run_dir, "last")
     if improved:
         save_checkpoint(run, run_dir, "best")
