@@ -93,6 +93,32 @@ def ceilings(n: int = 2048, reps: int = 11) -> dict:
     return out
 
 
+def conv_ceilings(reps: int = 5) -> dict:
+    """GFLOP/s of one large conv layer of the recipe's D (batch 32, 128 -> 256 channels, 4x4 stride 2
+    on 32x32), forward and backward, channels_last, through torch's CPU conv path (oneDNN): the rate
+    the conv nets' steps can be held against. bf16 under autocast is timed only if one call is not
+    far slower than fp32 (an emulated bf16 conv would run for minutes); else it is reported as None."""
+    conv = torch.nn.Conv2d(128, 256, 4, 2, 1).to(memory_format=torch.channels_last)
+    x = torch.randn(32, 128, 32, 32).to(memory_format=torch.channels_last).requires_grad_()
+
+    def run(amp: bool):
+        def fn():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                y = conv(x)
+            y.float().sum().backward()
+        return fn
+    with FlopCounterMode(display=False) as counter:
+        run(False)()
+    flops = counter.get_total_flops()
+    out = {"conv_fp32": flops / median_time(run(False), reps, 1) / 1e9}
+    t0 = time.perf_counter()
+    run(True)()
+    once = time.perf_counter() - t0
+    out["conv_bf16"] = None if once > 10 * flops / out["conv_fp32"] / 1e9 else \
+        flops / median_time(run(True), reps, 1) / 1e9
+    return out
+
+
 def make_parts(method: str, net: str, size: int, width: float, batch: int, amp: str, lr: float,
                compile_d: bool = False, channels: int = 1):
     cfg = settle(C.build(overrides={"method.name": method, "model.net": net, "model.width": width,
@@ -122,9 +148,11 @@ def step_row(label, method, net, size, width, batch, amp, lr, channels, iters: i
     # fp32: the better of torch.mm and oneDNN is what this machine can do in fp32
     name = "bf16_mm" if amp == "bf16" else max(("fp32_mm", "fp32_onednn"), key=lambda k: ceil[k])
     ceiling = ceil[name]
+    conv = ceil.get("conv_bf16" if amp == "bf16" else "conv_fp32") if net != "mlp" else None
     return {"row": label, "method": method, "net": net, "width": width, "batch": batch, "amp": amp,
             "gflop_per_iter": flops / 1e9, "ms_per_iter": sec * 1e3, "gflops": gflops,
             "fraction_of_ceiling": gflops / ceiling, "ceiling_used": name,
+            "fraction_of_conv_ceiling": gflops / conv if conv else None,
             "images_per_s": batch / sec}
 
 
@@ -238,10 +266,13 @@ def main() -> None:
         child(json.loads(args.child))
         return
     iters = 5 if args.quick else 30
-    ceil = ceilings(reps=3 if args.quick else 11)
+    ceil = {**ceilings(reps=3 if args.quick else 11), **conv_ceilings(reps=3 if args.quick else 5)}
     print(f"CPU: {cpu_model()}")
     print(f"ceilings (n=2048 matmul, {torch.get_num_threads()} threads): fp32 torch.mm {ceil['fp32_mm']:.0f}, "
-          f"fp32 oneDNN {ceil['fp32_onednn']:.0f}, bf16 torch.mm {ceil['bf16_mm']:.0f} GFLOP/s")
+          f"fp32 oneDNN {ceil['fp32_onednn']:.0f}, bf16 torch.mm {ceil['bf16_mm']:.0f} GFLOP/s; conv layer "
+          f"(fwd+bwd, channels_last) fp32 {ceil['conv_fp32']:.0f}, bf16 "
+          + (f"{ceil['conv_bf16']:.0f}" if ceil["conv_bf16"] else "not timed (emulated: far slower than fp32)")
+          + " GFLOP/s")
     chosen = [ROWS[int(i)] for i in args.rows.split(",")] if args.rows else ROWS
     results = []
     for spec in chosen:
@@ -255,6 +286,7 @@ def main() -> None:
         results.append(r)
         print(f"{label:38s} {r['gflop_per_iter']:7.2f} GFLOP/it {r['ms_per_iter']:8.1f} ms/it "
               f"{r['gflops']:6.0f} GFLOP/s {100 * r['fraction_of_ceiling']:5.1f}% of {r['ceiling_used']}"
+              + (f" {100 * r['fraction_of_conv_ceiling']:5.1f}% of conv" if r["fraction_of_conv_ceiling"] else "")
               + (f"  epoch {r['epoch_s_full']:7.1f} s  RSS {r['peak_rss_mb']:5.0f} MB" if 'epoch_s_full' in r else ""),
               flush=True)
     n = 20 if args.quick else 150
