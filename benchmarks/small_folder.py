@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -34,16 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from ssgan.data.sources import default_root  # noqa: E402
 from ssgan.data.standard import load_idx  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from ssgan.tracking import cpu_model  # noqa: E402
 
 
 def write_folder(folder: Path, per_class: int, unlabeled: int, test: int, seed: int = 0) -> list[str]:

@@ -33,6 +33,7 @@ from ssgan import config as C
 from ssgan.algorithms import build_algorithm
 from ssgan.nets import build_nets, settle
 from ssgan.files import atomic_write_text
+from ssgan.tracking import cpu_model
 from ssgan.training.step import StepParts, d_step, g_step, make_step_parts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,17 +66,6 @@ def median_time(fn, n: int, warmup: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo, as lscpu shows it), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def ceilings(n: int = 2048, reps: int = 11) -> dict:

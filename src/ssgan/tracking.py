@@ -120,20 +120,22 @@ def epoch_line(r: dict) -> str:
     return " | ".join(parts)
 
 
-def machine(device) -> dict:
-    """What a run's figures were measured on: CPU model, device, torch version and threads."""
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, as lscpu shows it), else what platform knows."""
     import platform
-
-    import torch
-    cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    out = {"cpu": cpu, "cores": os.cpu_count(), "device": str(device), "torch": torch.__version__,
+    return platform.processor() or platform.machine()
+
+
+def machine(device) -> dict:
+    """What a run's figures were measured on: CPU model, device, torch version and threads."""
+    import torch
+    out = {"cpu": cpu_model(), "cores": os.cpu_count(), "device": str(device), "torch": torch.__version__,
            "threads": torch.get_num_threads()}
     if getattr(device, "type", None) == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)
