@@ -78,7 +78,8 @@ def _table(header: list[str] | None, rows: list[list], num_cols: set[int] = froz
 def _page(title: str, body: str) -> str:
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
             f"<meta name='viewport' content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
-            f"<body>{body}<p class='muted'>Made by <code>ssgan report</code> from the run folder's files.</p>"
+            f"<body>{body}<p class='muted'>Made by <code>ssgan report</code> from the folder's files "
+            f"(metrics.jsonl, summary.json, the checkpoint).</p>"
             f"</body></html>\n")
 
 
