@@ -10,6 +10,7 @@ links to each run's own page (written beside it).
 metrics.jsonl, summary.json and the checkpoint stay the source of truth: the page is made from them
 and can be remade at any time.
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,8 +27,8 @@ from . import config as C
 from .errors import OutputError
 from .files import atomic_write_text
 
-N_WRONG = 24          # confidently wrong test images shown
-N_GRIDS = 4           # sample grids shown, evenly spaced over the run's epochs
+N_WRONG = 24  # confidently wrong test images shown
+N_GRIDS = 4  # sample grids shown, evenly spaced over the run's epochs
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
@@ -47,6 +48,7 @@ def _png_uri(data: bytes) -> str:
 
 def _figure_uri(fig) -> str:
     import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
@@ -56,8 +58,11 @@ def _figure_uri(fig) -> str:
 def _image_uri(img: torch.Tensor, scale: int = 3) -> str:
     """A uint8 (C, H, W) image as a PNG data URI, enlarged `scale` times with square pixels."""
     from PIL import Image
+
     a = img.numpy()
-    pil = Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0), mode="L" if a.shape[0] == 1 else "RGB")
+    pil = Image.fromarray(
+        a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0), mode="L" if a.shape[0] == 1 else "RGB"
+    )
     pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
     buf = io.BytesIO()
     pil.save(buf, format="PNG")
@@ -70,17 +75,25 @@ def _e(x) -> str:
 
 def _table(header: list[str] | None, rows: list[list], num_cols: set[int] = frozenset()) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header) if header else ""
-    body = "".join("<tr>" + "".join(f"<td class='num'>{_e(c)}</td>" if i in num_cols else f"<td>{_e(c)}</td>"
-                                     for i, c in enumerate(r)) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td class='num'>{_e(c)}</td>" if i in num_cols else f"<td>{_e(c)}</td>" for i, c in enumerate(r)
+        )
+        + "</tr>"
+        for r in rows
+    )
     return f"<table>{f'<tr>{head}</tr>' if head else ''}{body}</table>"
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
-            f"<meta name='viewport' content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
-            f"<body>{body}<p class='muted'>Made by <code>ssgan report</code> from the folder's files "
-            f"(metrics.jsonl, summary.json, the checkpoint).</p>"
-            f"</body></html>\n")
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+        f"<meta name='viewport' content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
+        f"<body>{body}<p class='muted'>Made by <code>ssgan report</code> from the folder's files "
+        f"(metrics.jsonl, summary.json, the checkpoint).</p>"
+        f"</body></html>\n"
+    )
 
 
 def _read_json(path: Path) -> dict | None:
@@ -89,7 +102,9 @@ def _read_json(path: Path) -> dict | None:
 
 def _records(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    )
 
 
 def _pct(x) -> str:
@@ -104,11 +119,12 @@ def _minutes(s) -> str:
 @dataclasses.dataclass
 class Predictions:
     """What the page needs from the classifier: test labels, class probabilities and the images."""
+
     classes: list[str]
-    y: torch.Tensor          # (N,) int64
-    probs: torch.Tensor      # (N, K)
-    images: object           # indexable: images[i] -> uint8 (C, H, W)
-    which: str               # e.g. "EMA of D, epoch 10"
+    y: torch.Tensor  # (N,) int64
+    probs: torch.Tensor  # (N, K)
+    images: object  # indexable: images[i] -> uint8 (C, H, W)
+    which: str  # e.g. "EMA of D, epoch 10"
 
 
 def predictions_from_checkpoint(run_dir: Path) -> Predictions | None:
@@ -117,6 +133,7 @@ def predictions_from_checkpoint(run_dir: Path) -> Predictions | None:
     from .evaluate import class_logits
     from .training import checkpoint
     from .training.run import restore_models
+
     path = run_dir / "checkpoints" / "last.pt"
     if not path.is_file():
         return None
@@ -149,35 +166,55 @@ def _summary_rows(cfg: dict, summary: dict | None, split: dict | None, records: 
     labeled, per_class = (split or {}).get("labeled"), (split or {}).get("labeled_per_class")
     n_labeled = len(labeled) if isinstance(labeled, list) else labeled if labeled is not None else "?"
     if per_class:
-        n_labeled = f"{n_labeled} ({per_class[0]} per class)" if len(set(per_class)) == 1 else \
-            f"{n_labeled} (per class: {', '.join(map(str, per_class))})"
-    rows = [["dataset", s.get("dataset", cfg["data"]["dataset"])],
-            ["labels", n_labeled],
-            ["split seed / training seed", f"{cfg['data']['split_seed']} / {cfg['train']['seed']}"],
-            ["method", cfg["method"]["name"]],
-            ["net", f"{cfg['model']['net']} (width {cfg['model']['width']:g})" if cfg["model"]["net"] != "mlp"
-             else "mlp"],
-            ["epochs", f"{last.get('epoch', 0)} of {cfg['train']['epochs']}"],
-            ["final test accuracy", f"{_pct(last.get('test_acc'))} ({last.get('test_errors', '-')} errors)"]]
+        n_labeled = (
+            f"{n_labeled} ({per_class[0]} per class)"
+            if len(set(per_class)) == 1
+            else f"{n_labeled} (per class: {', '.join(map(str, per_class))})"
+        )
+    rows = [
+        ["dataset", s.get("dataset", cfg["data"]["dataset"])],
+        ["labels", n_labeled],
+        ["split seed / training seed", f"{cfg['data']['split_seed']} / {cfg['train']['seed']}"],
+        ["method", cfg["method"]["name"]],
+        [
+            "net",
+            f"{cfg['model']['net']} (width {cfg['model']['width']:g})"
+            if cfg["model"]["net"] != "mlp"
+            else "mlp",
+        ],
+        ["epochs", f"{last.get('epoch', 0)} of {cfg['train']['epochs']}"],
+        ["final test accuracy", f"{_pct(last.get('test_acc'))} ({last.get('test_errors', '-')} errors)"],
+    ]
     if s.get("best_val"):
         b = s["best_val"]
-        rows.append(["test accuracy at the best validation epoch",
-                     f"{_pct(b['test_acc'])} (epoch {b['epoch']}, validation {_pct(b['val_acc'])})"])
-    rows += [["training time (wall)", _minutes(s.get("train_time_s"))],
-             ["CPU time (last session)", _minutes(s.get("cpu_time_s_this_session"))],
-             ["machine", ", ".join(f"{k} {v}" for k, v in m.items()) if m else "not recorded"]]
+        rows.append(
+            [
+                "test accuracy at the best validation epoch",
+                f"{_pct(b['test_acc'])} (epoch {b['epoch']}, validation {_pct(b['val_acc'])})",
+            ]
+        )
+    rows += [
+        ["training time (wall)", _minutes(s.get("train_time_s"))],
+        ["CPU time (last session)", _minutes(s.get("cpu_time_s_this_session"))],
+        ["machine", ", ".join(f"{k} {v}" for k, v in m.items()) if m else "not recorded"],
+    ]
     return rows
 
 
 def _sample_grids(run_dir: Path) -> str:
     grids = sorted((run_dir / "samples").glob("epoch_*.png"))
     if not grids:
-        return "<p class='muted'>No sample grids (a method without a generator, or --train.sample_every=0).</p>"
+        return (
+            "<p class='muted'>No sample grids (a method without a generator, or --train.sample_every=0).</p>"
+        )
     if len(grids) > N_GRIDS:
         step = (len(grids) - 1) / (N_GRIDS - 1)
         grids = [grids[round(i * step)] for i in range(N_GRIDS)]
-    figs = "".join(f"<figure><img src='{_png_uri(g.read_bytes())}' alt='samples at {_e(g.stem)}' width='260'>"
-                   f"<figcaption>{_e(g.stem.replace('_', ' '))}</figcaption></figure>" for g in grids)
+    figs = "".join(
+        f"<figure><img src='{_png_uri(g.read_bytes())}' alt='samples at {_e(g.stem)}' width='260'>"
+        f"<figcaption>{_e(g.stem.replace('_', ' '))}</figcaption></figure>"
+        for g in grids
+    )
     return f"<p>The generator's images from the same fixed noise, as training went on.</p><div class='grid'>{figs}</div>"
 
 
@@ -185,11 +222,19 @@ def _classifier_sections(p: Predictions | None) -> str:
     if p is None:
         return "<h2>Test set</h2><p class='muted'>No checkpoint or no labeled test set: nothing to score.</p>"
     from .evaluate import confusion_figure, scores
+
     pred = p.probs.argmax(1)
     sc = scores(p.y, pred, len(p.classes))
-    per_class = _table(["class", "accuracy", "test images"],
-                       [[c, _pct(a), n] for c, a, n in zip(p.classes, sc["per_class_accuracy"],
-                                                           torch.tensor(sc["confusion"]).sum(1).tolist())], {1, 2})
+    per_class = _table(
+        ["class", "accuracy", "test images"],
+        [
+            [c, _pct(a), n]
+            for c, a, n in zip(
+                p.classes, sc["per_class_accuracy"], torch.tensor(sc["confusion"]).sum(1).tolist()
+            )
+        ],
+        {1, 2},
+    )
     cm = _figure_uri(confusion_figure(sc["confusion"], p.classes))
     wrong = (pred != p.y).nonzero().flatten()
     conf = p.probs.max(1).values[wrong]
@@ -197,42 +242,72 @@ def _classifier_sections(p: Predictions | None) -> str:
     tiles = "".join(
         f"<figure><img class='px' src='{_image_uri(p.images[i])}' alt='test image {i}'>"
         f"<figcaption>{_e(p.classes[int(pred[i])])} ({p.probs[i].max():.2f})<br>true: {_e(p.classes[int(p.y[i])])}"
-        f"</figcaption></figure>" for i in chosen)
-    return (f"<h2>Test set ({_e(p.which)}): {_pct(sc['accuracy'])}, {sc['errors']} errors of {sc['n']}</h2>"
-            f"<div class='grid'><figure><img src='{cm}' alt='confusion matrix'><figcaption>rows: true class, "
-            f"columns: predicted</figcaption></figure><div>{per_class}</div></div>"
-            f"<h2>The most confidently wrong test images</h2><p>Predicted class (its probability), then the true "
-            f"class.</p><div class='grid'>{tiles or '<p>None: every test image is right.</p>'}</div>")
+        f"</figcaption></figure>"
+        for i in chosen
+    )
+    return (
+        f"<h2>Test set ({_e(p.which)}): {_pct(sc['accuracy'])}, {sc['errors']} errors of {sc['n']}</h2>"
+        f"<div class='grid'><figure><img src='{cm}' alt='confusion matrix'><figcaption>rows: true class, "
+        f"columns: predicted</figcaption></figure><div>{per_class}</div></div>"
+        f"<h2>The most confidently wrong test images</h2><p>Predicted class (its probability), then the true "
+        f"class.</p><div class='grid'>{tiles or '<p>None: every test image is right.</p>'}</div>"
+    )
 
 
 def run_page(run_dir: Path, predictions: Predictions | None) -> str:
     import yaml
     from .samples import curve_figures
+
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise OutputError(f"{run_dir}: not a run folder (no config.yaml); give a folder made by ssgan train")
     cfg = yaml.safe_load(cfg_path.read_text())
-    records, summary, split = _records(run_dir), _read_json(run_dir / "summary.json"), _read_json(run_dir / "split.json")
+    records, summary, split = (
+        _records(run_dir),
+        _read_json(run_dir / "summary.json"),
+        _read_json(run_dir / "split.json"),
+    )
     title = f"{cfg['method']['name']} on {cfg['data']['dataset']}: {run_dir.name}"
-    body = [f"<h1>{_e(title)}</h1>", "<h2>Summary</h2>",
-            _table(None, _summary_rows(cfg, summary, split, records)),
-            "<h2>Config that differs from the defaults</h2>",
-            _table(["key", "this run", "default"], changes) if (changes := _config_changes(cfg)) else "<p>None.</p>"]
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        "<h2>Summary</h2>",
+        _table(None, _summary_rows(cfg, summary, split, records)),
+        "<h2>Config that differs from the defaults</h2>",
+        _table(["key", "this run", "default"], changes)
+        if (changes := _config_changes(cfg))
+        else "<p>None.</p>",
+    ]
     if records:
         loss, acc = curve_figures(records)
-        body += ["<h2>Losses</h2>", f"<img src='{_figure_uri(loss)}' alt='loss curves of every D and G term'>",
-                 "<h2>Accuracy</h2>", f"<img src='{_figure_uri(acc)}' alt='train, validation and test accuracy'>",
-                 _table(["epoch", "train", "validation", "test", "test errors"],
-                        [[r["epoch"], _pct(r.get("train_acc")), _pct(r.get("val_acc")), _pct(r.get("test_acc")),
-                          r.get("test_errors", "-")] for r in records], {0, 1, 2, 3, 4})]
+        body += [
+            "<h2>Losses</h2>",
+            f"<img src='{_figure_uri(loss)}' alt='loss curves of every D and G term'>",
+            "<h2>Accuracy</h2>",
+            f"<img src='{_figure_uri(acc)}' alt='train, validation and test accuracy'>",
+            _table(
+                ["epoch", "train", "validation", "test", "test errors"],
+                [
+                    [
+                        r["epoch"],
+                        _pct(r.get("train_acc")),
+                        _pct(r.get("val_acc")),
+                        _pct(r.get("test_acc")),
+                        r.get("test_errors", "-"),
+                    ]
+                    for r in records
+                ],
+                {0, 1, 2, 3, 4},
+            ),
+        ]
     else:
         body.append("<p class='muted'>No finished epoch yet.</p>")
     body += ["<h2>Samples</h2>", _sample_grids(run_dir), _classifier_sections(predictions)]
     return _page(title, "\n".join(body))
 
 
-def write_run_report(run_dir: str | Path, out: str | Path | None = None,
-                     predictions: Predictions | None | str = "checkpoint") -> Path:
+def write_run_report(
+    run_dir: str | Path, out: str | Path | None = None, predictions: Predictions | None | str = "checkpoint"
+) -> Path:
     """RUN_DIR/report.html (or `out`); `predictions="checkpoint"` scores the last checkpoint."""
     run_dir = Path(run_dir)
     if predictions == "checkpoint":
@@ -245,26 +320,43 @@ def write_run_report(run_dir: str | Path, out: str | Path | None = None,
 # -------------------------------------------------------------------------------------- bench page
 def bench_page(bench_dir: Path, run_links: dict[str, str]) -> str:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     results = json.loads((bench_dir / "results.json").read_text())
     meta, runs = results.get("meta", {}), results["runs"]
     md = (bench_dir / "results.md").read_text() if (bench_dir / "results.md").is_file() else ""
-    summary_rows = [[a["method"], a["labels"], f"{a['errors_mean']:.1f} +- {a['errors_std']:.1f}",
-                     f"{a['error_pct_mean']:.2f}%", a["n"], a["epochs"], _minutes(a["wall_s_mean"])]
-                    for a in results["summary"]]
+    summary_rows = [
+        [
+            a["method"],
+            a["labels"],
+            f"{a['errors_mean']:.1f} +- {a['errors_std']:.1f}",
+            f"{a['error_pct_mean']:.2f}%",
+            a["n"],
+            a["epochs"],
+            _minutes(a["wall_s_mean"]),
+        ]
+        for a in results["summary"]
+    ]
     seed_rows = []
     for r in runs:
         name = Path(r["run"]).name
         link = run_links.get(name)
         seed_rows.append((r, name, link))
-    seeds_html = "<table><tr><th>run</th><th>method</th><th>labels</th><th>seed</th><th>test errors</th>" \
-                 "<th>test accuracy</th><th>epochs</th><th>wall</th><th>CPU</th></tr>" + "".join(
-                     f"<tr><td>{f'<a href={chr(39)}{_e(link)}{chr(39)}>{_e(name)}</a>' if link else _e(name)}</td>"
-                     f"<td>{_e(r['method'])}</td><td class='num'>{r['labels']}</td><td class='num'>{r['seed']}</td>"
-                     f"<td class='num'>{r['test_errors']}</td><td class='num'>{_pct(r['test_acc'])}</td>"
-                     f"<td class='num'>{r['epochs']}</td><td class='num'>{_minutes(r['wall_s'])}</td>"
-                     f"<td class='num'>{_minutes(r.get('cpu_s'))}</td></tr>" for r, name, link in seed_rows) + "</table>"
+    seeds_html = (
+        "<table><tr><th>run</th><th>method</th><th>labels</th><th>seed</th><th>test errors</th>"
+        "<th>test accuracy</th><th>epochs</th><th>wall</th><th>CPU</th></tr>"
+        + "".join(
+            f"<tr><td>{f'<a href={chr(39)}{_e(link)}{chr(39)}>{_e(name)}</a>' if link else _e(name)}</td>"
+            f"<td>{_e(r['method'])}</td><td class='num'>{r['labels']}</td><td class='num'>{r['seed']}</td>"
+            f"<td class='num'>{r['test_errors']}</td><td class='num'>{_pct(r['test_acc'])}</td>"
+            f"<td class='num'>{r['epochs']}</td><td class='num'>{_minutes(r['wall_s'])}</td>"
+            f"<td class='num'>{_minutes(r.get('cpu_s'))}</td></tr>"
+            for r, name, link in seed_rows
+        )
+        + "</table>"
+    )
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colours = {}
     for r in runs:
@@ -273,19 +365,32 @@ def bench_page(bench_dir: Path, run_links: dict[str, str]) -> str:
             continue
         key = f"{r['method']}, {r['labels']} labels"
         colour = colours.setdefault(key, f"C{len(colours) % 10}")
-        ax.plot([x["epoch"] for x in records], [x["test_acc"] for x in records], color=colour, alpha=0.8,
-                label=key if sum(1 for c in ax.get_lines() if c.get_label() == key) == 0 else None)
+        ax.plot(
+            [x["epoch"] for x in records],
+            [x["test_acc"] for x in records],
+            color=colour,
+            alpha=0.8,
+            label=key if sum(1 for c in ax.get_lines() if c.get_label() == key) == 0 else None,
+        )
     ax.set_xlabel("epoch"), ax.set_ylabel("test accuracy"), ax.grid(alpha=0.3)
     if colours:
         ax.legend(fontsize=8)
     fig.tight_layout()
     title = f"ssgan bench: {meta.get('dataset', '')} ({bench_dir.name})"
-    body = [f"<h1>{_e(title)}</h1>", f"<p>{_e(meta.get('budget', ''))}. Test errors of the last epoch; the test set "
-            "chose nothing.</p>", "<h2>Method x labels (mean +- std over seeds)</h2>",
-            _table(["method", "labels", "test errors", "error", "seeds", "epochs", "wall per run"], summary_rows,
-                   {1, 2, 3, 4, 5, 6}),
-            "<h2>Every run</h2>", seeds_html, "<h2>Test accuracy per epoch, every run</h2>",
-            f"<img src='{_figure_uri(fig)}' alt='test accuracy per epoch of every run'>"]
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        f"<p>{_e(meta.get('budget', ''))}. Test errors of the last epoch; the test set chose nothing.</p>",
+        "<h2>Method x labels (mean +- std over seeds)</h2>",
+        _table(
+            ["method", "labels", "test errors", "error", "seeds", "epochs", "wall per run"],
+            summary_rows,
+            {1, 2, 3, 4, 5, 6},
+        ),
+        "<h2>Every run</h2>",
+        seeds_html,
+        "<h2>Test accuracy per epoch, every run</h2>",
+        f"<img src='{_figure_uri(fig)}' alt='test accuracy per epoch of every run'>",
+    ]
     if md:
         body += ["<h2>results.md</h2>", f"<pre>{_e(md)}</pre>"]
     return _page(title, "\n".join(body))

@@ -9,6 +9,7 @@ conditional entropy of p(y | x) on unlabeled images is minimised too (Dai et al.
   D loss = fm's D loss (on the first pass) + c * consistency(pass 1, pass 2) + e * entropy(pass 1)
   G loss = feature matching, as fm
 """
+
 from __future__ import annotations
 
 from .. import losses
@@ -17,7 +18,7 @@ from .feature_matching import FeatureMatching
 
 class Consistency(FeatureMatching):
     d_terms = ("sup", "unl", "cons", "ent")
-    unl_views = 2   # the step passes each unlabeled batch through D twice: logits_unl is (2B, K)
+    unl_views = 2  # the step passes each unlabeled batch through D twice: logits_unl is (2B, K)
 
     def d_loss(self, logits_lab, y_lab, logits_unl, logits_fake):
         first, second = logits_unl.chunk(2)
@@ -25,6 +26,10 @@ class Consistency(FeatureMatching):
         unl = losses.implicit_fake_unsupervised(first, logits_fake)
         cons = losses.consistency(first, second)
         ent = losses.conditional_entropy(first)
-        total = sup + self.cfg.unsup_weight * unl + self.cfg.consistency_weight * cons + \
-            self.cfg.entropy_weight * ent
+        total = (
+            sup
+            + self.cfg.unsup_weight * unl
+            + self.cfg.consistency_weight * cons
+            + self.cfg.entropy_weight * ent
+        )
         return total, {"sup": sup, "unl": unl, "cons": cons, "ent": ent}

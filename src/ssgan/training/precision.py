@@ -9,6 +9,7 @@ faster, logs the measurement and saves the choice in the run's config, so a resu
 The probe is bounded: an emulated bf16 op is stopped after one call once it is slower than fp32, so a
 CPU without bf16 costs a fraction of a second, never minutes.
 """
+
 from __future__ import annotations
 
 import time
@@ -17,7 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-MIN_SPEEDUP = 1.3     # bf16 must beat fp32 by this factor on both probes to be chosen
+MIN_SPEEDUP = 1.3  # bf16 must beat fp32 by this factor on both probes to be chosen
 REPEATS = 5
 
 
@@ -28,6 +29,7 @@ def _matmul(dtype: torch.dtype, device: torch.device) -> Callable[[], None]:
     def op():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             (a @ b).sum().backward()
+
     return op
 
 
@@ -39,6 +41,7 @@ def _conv(dtype: torch.dtype, device: torch.device) -> Callable[[], None]:
     def op():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             F.conv2d(x, w, padding=1).float().square().mean().backward()
+
     return op
 
 
@@ -75,8 +78,9 @@ def probe_bf16(device: torch.device) -> dict[str, float]:
     return speedups
 
 
-def choose_amp(device: torch.device, probe: Callable[[torch.device], dict[str, float]] = probe_bf16
-               ) -> tuple[str, str]:
+def choose_amp(
+    device: torch.device, probe: Callable[[torch.device], dict[str, float]] = probe_bf16
+) -> tuple[str, str]:
     """('bf16' or 'none', a line for the log saying why)."""
     if device.type == "mps":
         return "none", "amp auto: fp32 (bf16 autocast is not probed on MPS)"
@@ -89,4 +93,7 @@ def choose_amp(device: torch.device, probe: Callable[[torch.device], dict[str, f
     shown = ", ".join(f"{k} {v:.2f}x" for k, v in speedups.items())
     if min(speedups.values()) >= MIN_SPEEDUP:
         return "bf16", f"amp auto: bf16 (bf16 against fp32 on this {device.type}: {shown})"
-    return "none", f"amp auto: fp32 (bf16 against fp32 on this {device.type}: {shown}; bf16 needs {MIN_SPEEDUP}x)"
+    return (
+        "none",
+        f"amp auto: fp32 (bf16 against fp32 on this {device.type}: {shown}; bf16 needs {MIN_SPEEDUP}x)",
+    )
