@@ -323,6 +323,7 @@ def bench_page(bench_dir: Path, run_links: dict[str, str]) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     results = json.loads((bench_dir / "results.json").read_text())
     meta, runs = results.get("meta", {}), results["runs"]
@@ -373,6 +374,7 @@ def bench_page(bench_dir: Path, run_links: dict[str, str]) -> str:
             label=key if sum(1 for c in ax.get_lines() if c.get_label() == key) == 0 else None,
         )
     ax.set_xlabel("epoch"), ax.set_ylabel("test accuracy"), ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     if colours:
         ax.legend(fontsize=8)
     fig.tight_layout()

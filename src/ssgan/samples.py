@@ -46,16 +46,19 @@ def curve_figures(records: list[dict]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     epochs = [r["epoch"] for r in records]
+    from matplotlib.ticker import MaxNLocator
     loss, ax = plt.subplots(figsize=(7, 4))
     for key in [k for k in records[0] if k in ("d_loss", "g_loss") or k.startswith(("d/", "g/"))]:
         ax.plot(epochs, [r.get(key) for r in records], label=key)
     ax.set_xlabel("epoch"), ax.set_ylabel("loss"), ax.legend(fontsize=7), ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss.tight_layout()
     acc, ax = plt.subplots(figsize=(7, 4))
     for key in ("train_acc", "val_acc", "test_acc", "test_acc_raw"):
         if records[0].get(key) is not None:
             ax.plot(epochs, [r[key] for r in records], label=key.replace("_raw", " (D itself)"))
     ax.set_xlabel("epoch"), ax.set_ylabel("accuracy"), ax.legend(), ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     acc.tight_layout()
     return loss, acc
 
