@@ -71,20 +71,29 @@ def scores(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> dict
             "per_class_accuracy": per_class, "confusion": cm.tolist()}
 
 
-def evaluate_checkpoint(path: str, which: str = "last", use_ema: bool = True, data_root: str | None = None,
-                        out: str | None = None, device: str = "auto") -> dict:
-    """`ssgan evaluate`: score a checkpoint on its dataset's test set; writes the JSON and the PNG."""
-    ckpt_path = checkpoint.resolve(path, which)
-    state = checkpoint.load(ckpt_path)
+def checkpoint_test_logits(state: dict, use_ema: bool = True, data_root: str | None = None,
+                           device: torch.device = torch.device("cpu")):
+    """(data, class logits of its test set) for a loaded checkpoint's classifier, rebuilt from the
+    checkpoint's own config; the logits are None when the dataset has no test set."""
     cfg, algo, D, _ = restore_models(state, use_ema=use_ema)
     if data_root:
         cfg.data.root = data_root
     data = load_source(cfg.data)
     if data.test is None:
-        raise DataError(f"dataset {cfg.data.dataset} has no test set to evaluate on (a folder needs test/<class>/)")
-    dev = resolve_device(device)
-    D.to(dev)
-    pred = class_logits(D, algo, data.test.x, cfg.train.eval_batch_size, dev).argmax(1)
+        return data, None
+    D.to(device)
+    return data, class_logits(D, algo, data.test.x, cfg.train.eval_batch_size, device)
+
+
+def evaluate_checkpoint(path: str, which: str = "last", use_ema: bool = True, data_root: str | None = None,
+                        out: str | None = None, device: str = "auto") -> dict:
+    """`ssgan evaluate`: score a checkpoint on its dataset's test set; writes the JSON and the PNG."""
+    ckpt_path = checkpoint.resolve(path, which)
+    state = checkpoint.load(ckpt_path)
+    data, logits = checkpoint_test_logits(state, use_ema, data_root, resolve_device(device))
+    if logits is None:
+        raise DataError(f"dataset {data.name} has no test set to evaluate on (a folder needs test/<class>/)")
+    pred = logits.argmax(1)
     result = {"checkpoint": str(ckpt_path), "dataset": data.name, "classes": state["classes"],
               "ema": bool(use_ema and state.get("ema")), "epoch": state["epoch"],
               **scores(data.test.y, pred, len(state["classes"]))}

@@ -69,8 +69,12 @@ def _image_uri(img: torch.Tensor, scale: int = 3) -> str:
     return _png_uri(buf.getvalue())
 
 
+class _Html(str):
+    """A table cell that is already HTML (a link), inserted as is."""
+
+
 def _e(x) -> str:
-    return html.escape(str(x))
+    return x if isinstance(x, _Html) else html.escape(str(x))
 
 
 def _table(header: list[str] | None, rows: list[list], num_cols: set[int] = frozenset()) -> str:
@@ -129,20 +133,16 @@ class Predictions:
 
 def predictions_from_checkpoint(run_dir: Path) -> Predictions | None:
     """Score the run's last checkpoint on its dataset's test set; None when either is missing."""
-    from .data.sources import load_source
-    from .evaluate import class_logits
+    from .evaluate import checkpoint_test_logits
     from .training import checkpoint
-    from .training.run import restore_models
 
     path = run_dir / "checkpoints" / "last.pt"
     if not path.is_file():
         return None
     state = checkpoint.load(path)
-    cfg, algo, D, _ = restore_models(state, use_ema=True)
-    data = load_source(cfg.data)
-    if data.test is None:
+    data, logits = checkpoint_test_logits(state)
+    if logits is None:
         return None
-    logits = class_logits(D, algo, data.test.x, cfg.train.eval_batch_size, torch.device("cpu"))
     which = f"{'EMA of D' if state.get('ema') else 'D'}, epoch {state['epoch']}"
     return Predictions(list(state["classes"]), data.test.y, logits.float().softmax(1), data.test.x, which)
 
@@ -318,61 +318,38 @@ def write_run_report(
 
 
 # -------------------------------------------------------------------------------------- bench page
-def bench_page(bench_dir: Path, run_links: dict[str, str]) -> str:
+def bench_page(bench_dir: Path, results: dict, run_links: dict[str, str]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    results = json.loads((bench_dir / "results.json").read_text())
     meta, runs = results.get("meta", {}), results["runs"]
     md = (bench_dir / "results.md").read_text() if (bench_dir / "results.md").is_file() else ""
     summary_rows = [
-        [
-            a["method"],
-            a["labels"],
-            f"{a['errors_mean']:.1f} +- {a['errors_std']:.1f}",
-            f"{a['error_pct_mean']:.2f}%",
-            a["n"],
-            a["epochs"],
-            _minutes(a["wall_s_mean"]),
-        ]
+        [a["method"], a["labels"], f"{a['errors_mean']:.1f} +- {a['errors_std']:.1f}", f"{a['error_pct_mean']:.2f}%",
+         a["n"], a["epochs"], _minutes(a["wall_s_mean"])]
         for a in results["summary"]
     ]
-    seed_rows = []
+    run_rows = []
     for r in runs:
         name = Path(r["run"]).name
         link = run_links.get(name)
-        seed_rows.append((r, name, link))
-    seeds_html = (
-        "<table><tr><th>run</th><th>method</th><th>labels</th><th>seed</th><th>test errors</th>"
-        "<th>test accuracy</th><th>epochs</th><th>wall</th><th>CPU</th></tr>"
-        + "".join(
-            f"<tr><td>{f'<a href={chr(39)}{_e(link)}{chr(39)}>{_e(name)}</a>' if link else _e(name)}</td>"
-            f"<td>{_e(r['method'])}</td><td class='num'>{r['labels']}</td><td class='num'>{r['seed']}</td>"
-            f"<td class='num'>{r['test_errors']}</td><td class='num'>{_pct(r['test_acc'])}</td>"
-            f"<td class='num'>{r['epochs']}</td><td class='num'>{_minutes(r['wall_s'])}</td>"
-            f"<td class='num'>{_minutes(r.get('cpu_s'))}</td></tr>"
-            for r, name, link in seed_rows
-        )
-        + "</table>"
-    )
+        run_rows.append([_Html(f"<a href='{_e(link)}'>{_e(name)}</a>") if link else name, r["method"], r["labels"],
+                         r["seed"], r["test_errors"], _pct(r["test_acc"]), r["epochs"], _minutes(r["wall_s"]),
+                         _minutes(r.get("cpu_s"))])
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    colours = {}
+    colours: dict[str, str] = {}
     for r in runs:
         records = _records(bench_dir / "runs" / Path(r["run"]).name)
         if not records:
             continue
         key = f"{r['method']}, {r['labels']} labels"
+        first = key not in colours  # one legend entry per method and label count
         colour = colours.setdefault(key, f"C{len(colours) % 10}")
-        ax.plot(
-            [x["epoch"] for x in records],
-            [x["test_acc"] for x in records],
-            color=colour,
-            alpha=0.8,
-            label=key if sum(1 for c in ax.get_lines() if c.get_label() == key) == 0 else None,
-        )
+        ax.plot([x["epoch"] for x in records], [x["test_acc"] for x in records], color=colour, alpha=0.8,
+                label=key if first else None)
     ax.set_xlabel("epoch"), ax.set_ylabel("test accuracy"), ax.grid(alpha=0.3)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     if colours:
@@ -383,13 +360,11 @@ def bench_page(bench_dir: Path, run_links: dict[str, str]) -> str:
         f"<h1>{_e(title)}</h1>",
         f"<p>{_e(meta.get('budget', ''))}. Test errors of the last epoch; the test set chose nothing.</p>",
         "<h2>Method x labels (mean +- std over seeds)</h2>",
-        _table(
-            ["method", "labels", "test errors", "error", "seeds", "epochs", "wall per run"],
-            summary_rows,
-            {1, 2, 3, 4, 5, 6},
-        ),
+        _table(["method", "labels", "test errors", "error", "seeds", "epochs", "wall per run"], summary_rows,
+               {1, 2, 3, 4, 5, 6}),
         "<h2>Every run</h2>",
-        seeds_html,
+        _table(["run", "method", "labels", "seed", "test errors", "test accuracy", "epochs", "wall", "CPU"],
+               run_rows, {2, 3, 4, 5, 6, 7, 8}),
         "<h2>Test accuracy per epoch, every run</h2>",
         f"<img src='{_figure_uri(fig)}' alt='test accuracy per epoch of every run'>",
     ]
@@ -402,13 +377,14 @@ def write_bench_report(bench_dir: str | Path, out: str | Path | None = None, run
     """BENCH_DIR/report.html, and (with `runs`) each run's own report.html, linked from it."""
     bench_dir = Path(bench_dir)
     path = Path(out) if out else bench_dir / "report.html"
+    results = json.loads((bench_dir / "results.json").read_text())
     links = {}
-    for r in json.loads((bench_dir / "results.json").read_text())["runs"]:
+    for r in results["runs"]:
         run_dir = bench_dir / "runs" / Path(r["run"]).name  # the recorded path is relative to bench's cwd
         if runs and (run_dir / "config.yaml").is_file():
             report = write_run_report(run_dir)
             links[run_dir.name] = Path(os.path.relpath(report.resolve(), path.parent.resolve())).as_posix()
-    atomic_write_text(path, bench_page(bench_dir, links))
+    atomic_write_text(path, bench_page(bench_dir, results, links))
     return path
 
 
