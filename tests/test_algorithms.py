@@ -237,3 +237,19 @@ def test_ct_d_loss_is_fm_on_the_first_pass_plus_weighted_consistency_and_entropy
     expected = fm_total + 3.0 * losses.consistency(first, second) + 0.5 * losses.conditional_entropy(first)
     torch.testing.assert_close(total, expected)
     torch.testing.assert_close(terms["cons"], losses.consistency(first, second))
+
+
+def test_kplus1_consistency_is_off_by_default_and_adds_the_weighted_term_on_two_passes():
+    torch.manual_seed(0)
+    plain = build_algorithm(MethodConfig(fm_distance="l2", name="kplus1"))
+    ct = build_algorithm(MethodConfig(fm_distance="l2", name="kplus1", consistency_weight=2.0))
+    assert plain.unl_views == 1 and "cons" not in plain.d_terms          # the recipe, unchanged
+    assert ct.unl_views == 2 and ct.d_terms[-1] == "cons"
+    lab, y, fake = torch.randn(B, K + 1), torch.arange(B) % K, torch.randn(B, K + 1)
+    first, second = torch.randn(B, K + 1), torch.randn(B, K + 1)
+    total, terms = ct.d_loss(lab, y, torch.cat([first, second]), fake)
+    plain_total, _ = plain.d_loss(lab, y, first, fake)                  # real/fake read on the first pass
+    cons = losses.consistency(first[:, :K], second[:, :K])              # class probabilities only
+    torch.testing.assert_close(terms["cons"], cons)
+    torch.testing.assert_close(total, plain_total + 2.0 * cons)
+    assert build_algorithm(MethodConfig(fm_distance="l2", name="ct")).consistency_weight == 1.0

@@ -8,7 +8,7 @@ import torch.nn as nn
 from ssgan.config import ModelConfig
 from ssgan.nets import NETS, build_nets
 from ssgan.nets.dcgan import D_LAYERS
-from ssgan.nets.mlp import MLPDiscriminator, WNLinear
+from ssgan.nets.mlp import GaussianNoise, MLPDiscriminator, WNLinear
 from ssgan.errors import ConfigError
 
 from helpers_train import torch_threads
@@ -190,6 +190,30 @@ def test_dcgan_input_noise_only_in_train_mode_and_off_by_default():
     D.eval()
     assert torch.equal(D(x)[1], plain.eval()(x)[1])
     assert D.input_noise.sigma == pytest.approx(0.6)          # 0.3 in [0, 1] pixels is 0.6 on [-1, 1]
+
+
+def test_dcgan_layer_noise_on_hidden_blocks_only_in_train_mode():
+    torch.manual_seed(0)
+    D, _ = build_nets(ModelConfig(net="dcgan28", width=0.125, dropout=0.0, layer_noise=0.5), 1, 28, 5)
+    plain, _ = build_nets(ModelConfig(net="dcgan28", width=0.125, dropout=0.0), 1, 28, 5)
+    noises = [m for m in D.body if isinstance(m, GaussianNoise)]
+    assert [m.sigma for m in noises] == [0.5] * (len(D_LAYERS[28]) - 1)   # every block but the matched one
+    assert not any(isinstance(m, GaussianNoise) for m in plain.body)      # off by default: keys unchanged
+    x = torch.randn(4, 1, 28, 28)
+    D.train()
+    assert not torch.equal(D(x)[1], D(x)[1])
+    with torch.no_grad():                                   # same weights and BN statistics, in the same order
+        for a, b in zip(list(D.parameters()) + list(D.buffers()), list(plain.parameters()) + list(plain.buffers())):
+            b.copy_(a)
+    assert torch.equal(D.eval()(x)[1], plain.eval()(x)[1])                # eval: exactly the plain net
+
+
+def test_dcgan_generator_dropout_follows_dropout_unless_set():
+    _, G = build_nets(ModelConfig(net="dcgan28", width=0.125, dropout=0.3), 1, 28, 5, True)
+    assert {m.p for m in G.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
+    D, G = build_nets(ModelConfig(net="dcgan28", width=0.125, dropout=0.3, g_dropout=0.0), 1, 28, 5, True)
+    assert {m.p for m in G.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+    assert {m.p for m in D.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
 
 
 def test_mlp_generator_and_discriminator_noise_only_in_train_mode():

@@ -72,6 +72,11 @@ class ModelConfig:
                         valid=FRACTION)
     input_noise: float = _f(0.0, "std of Gaussian noise added to D's input in training, in [0, 1] pixel units (the "
                                  "mlp has 0.3 built in, as Salimans et al.); DCGAN nets", valid=NON_NEGATIVE)
+    layer_noise: float = _f(0.0, "std of Gaussian noise added to the output of each of D's hidden conv blocks in "
+                                 "training (Salimans et al.'s MNIST D adds 0.5 before every hidden layer); DCGAN nets",
+                            valid=NON_NEGATIVE)
+    g_dropout: float | None = _f(None, "dropout probability in the DCGAN generator; None: the same as dropout (the "
+                                       "recipe's G has it)", valid=FRACTION)
     z_dim: int = _f(100, "latent size, as in the recipe and Salimans et al.", valid=AT_LEAST_1)
 
 
@@ -88,9 +93,10 @@ class MethodConfig:
     unsup_weight: float = _f(1.0, "weight of the unsupervised real/fake term in the D loss", valid=NON_NEGATIVE)
     adv_weight: float = _f(1.0, "kplus1: weight of G's non-saturating 'looks real' term", valid=NON_NEGATIVE)
     fm_weight: float = _f(1.0, "weight of G's feature-matching term", valid=NON_NEGATIVE)
-    consistency_weight: float = _f(1.0, "ct: weight of the consistency term (squared distance of D's class "
-                                        "probabilities on two noisy passes of the same unlabeled images)",
-                                   valid=NON_NEGATIVE)
+    consistency_weight: float | None = _f(None, "weight of the consistency term (squared distance of D's class "
+                                                "probabilities on two noisy passes of the same unlabeled images); "
+                                                "None: the method's own (ct 1, kplus1 0 = the recipe)",
+                                          valid=NON_NEGATIVE)
     entropy_weight: float = _f(0.0, "ct: weight of the conditional entropy of p(y | x) on unlabeled images",
                                valid=NON_NEGATIVE)
 

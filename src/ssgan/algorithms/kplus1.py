@@ -5,6 +5,9 @@ D has K+1 outputs, the last being the real/fake output.
          + w * [ -log(1 - p_fake(x_unl)) - log p_fake(G(z)) ]
   G loss = a * -log(1 - p_fake(G(z)))       (non-saturating)
          + b * feature matching of D's pooled features
+With `consistency_weight` > 0 D also sees each unlabeled batch twice, with fresh dropout and noise,
+and is asked for the same class probabilities both times (the Pi-model term `ct` adds to `fm`):
+  D loss += c * consistency(pass 1, pass 2), the real/fake term read on pass 1.
 p_fake is read per `real_fake`: the sigmoid of the extra output alone (the recipe's code), or its
 share of the (K+1)-way softmax (Salimans et al. eq. 2), where an unlabeled real image also raises
 the class outputs' total mass. Class predictions read the K class columns only.
@@ -21,6 +24,13 @@ class KPlus1(Algorithm):
     d_terms = ("sup", "unl_real", "unl_fake")
     g_terms = ("adv", "fm")
 
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.consistency_weight = cfg.consistency_weight or 0.0
+        if self.consistency_weight > 0:
+            self.unl_views = 2  # logits_unl is (2B, K+1): two noisy passes of the same images
+            self.d_terms = self.d_terms + ("cons",)
+
     def num_logits(self, num_classes: int) -> int:
         return num_classes + 1
 
@@ -35,10 +45,15 @@ class KPlus1(Algorithm):
 
     def d_loss(self, logits_lab, y_lab, logits_unl, logits_fake) -> tuple[torch.Tensor, Terms]:
         sup = losses.supervised_ce(logits_lab, y_lab)              # logits (B, K+1)
-        unl_real = self.fake_nll(logits_unl, is_fake=False)
+        first = logits_unl[:len(logits_unl) // self.unl_views]
+        unl_real = self.fake_nll(first, is_fake=False)
         unl_fake = self.fake_nll(logits_fake, is_fake=True)
         total = sup + self.cfg.unsup_weight * (unl_real + unl_fake)
-        return total, {"sup": sup, "unl_real": unl_real, "unl_fake": unl_fake}
+        terms = {"sup": sup, "unl_real": unl_real, "unl_fake": unl_fake}
+        if self.unl_views == 2:
+            terms["cons"] = losses.consistency(self.class_logits(first), self.class_logits(logits_unl[len(first):]))
+            total = total + self.consistency_weight * terms["cons"]
+        return total, terms
 
     def g_loss(self, logits_fake, feat_real, feat_fake) -> tuple[torch.Tensor, Terms]:
         adv = self.fake_nll(logits_fake, is_fake=False)

@@ -54,8 +54,10 @@ def _dcgan(size: int | None) -> Callable[..., Pair]:
                               f"{image_size}; set --image-size or use --net mlp")
         if size is not None:
             _needs(f"dcgan{size}", size, image_size)
-        return (DCGANDiscriminator(image_size, channels, num_logits, cfg.width, cfg.dropout, cfg.input_noise),
-                DCGANGenerator(image_size, channels, cfg.z_dim, cfg.width, cfg.dropout) if generator else None)
+        g_dropout = cfg.dropout if cfg.g_dropout is None else cfg.g_dropout
+        return (DCGANDiscriminator(image_size, channels, num_logits, cfg.width, cfg.dropout, cfg.input_noise,
+                                   cfg.layer_noise),
+                DCGANGenerator(image_size, channels, cfg.z_dim, cfg.width, g_dropout) if generator else None)
     return build
 
 

@@ -33,10 +33,12 @@ def scaled(channels: int, width: float) -> int:
 
 class DCGANDiscriminator(nn.Module):
     def __init__(self, image_size: int, channels: int, num_logits: int, width: float = 1.0,
-                 dropout: float = 0.3, input_noise: float = 0.0):
+                 dropout: float = 0.3, input_noise: float = 0.0, layer_noise: float = 0.0):
         super().__init__()
         # Gaussian noise on the input in training, in [0, 1] pixel units like the mlp's (its std on our
         # [-1, 1] scale is twice that): with few labels D's main regulariser in Salimans et al.'s code.
+        # `layer_noise` adds Gaussian noise to every hidden block's output too, as their MNIST D does
+        # (std 0.5 before each hidden layer): it keeps D from out-running G over a long run.
         self.input_noise = GaussianNoise(2 * input_noise)
         layers: list[nn.Module] = []
         c_in = channels
@@ -49,6 +51,8 @@ class DCGANDiscriminator(nn.Module):
                 layers.append(nn.BatchNorm2d(c))
             if not last:  # no dropout on the layer whose pooled output is matched by G
                 layers.append(nn.Dropout(dropout))
+                if layer_noise > 0:  # only when set, so the default net's state-dict keys stay as they were
+                    layers.append(GaussianNoise(layer_noise))
             c_in = c
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_logits)
