@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ssgan import config as C
 from ssgan.algorithms import build_algorithm
-from ssgan.nets import build_nets, settle
+from ssgan.nets import build_nets, settle, to_layout
 from ssgan.files import atomic_write_text
 from ssgan.tracking import cpu_model
 from ssgan.training.step import StepParts, d_step, g_step, make_step_parts
@@ -117,6 +117,7 @@ def make_parts(method: str, net: str, size: int, width: float, batch: int, amp: 
     torch.manual_seed(0)
     algo = build_algorithm(cfg.method)
     D, G = build_nets(cfg.model, channels, size, algo.num_logits(10))
+    D, G = to_layout(D, cfg.train.channels_last), to_layout(G, cfg.train.channels_last)  # as training does
     if compile_d:
         D = torch.compile(D, dynamic=False)
     parts = make_step_parts(cfg, algo, D, G, torch.device("cpu"))  # training's optimisers (fused Adam)

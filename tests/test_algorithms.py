@@ -242,7 +242,7 @@ def test_ct_d_loss_is_fm_on_the_first_pass_plus_weighted_consistency_and_entropy
 def test_kplus1_consistency_is_off_by_default_and_adds_the_weighted_term_on_two_passes():
     torch.manual_seed(0)
     plain = build_algorithm(MethodConfig(fm_distance="l2", name="kplus1"))
-    ct = build_algorithm(MethodConfig(fm_distance="l2", name="kplus1", consistency_weight=2.0))
+    ct = build_algorithm(MethodConfig(fm_distance="l2", name="kplus1", kplus1_consistency=2.0))
     assert plain.unl_views == 1 and "cons" not in plain.d_terms          # the recipe, unchanged
     assert ct.unl_views == 2 and ct.d_terms[-1] == "cons"
     lab, y, fake = torch.randn(B, K + 1), torch.arange(B) % K, torch.randn(B, K + 1)
@@ -252,4 +252,3 @@ def test_kplus1_consistency_is_off_by_default_and_adds_the_weighted_term_on_two_
     cons = losses.consistency(first[:, :K], second[:, :K])              # class probabilities only
     torch.testing.assert_close(terms["cons"], cons)
     torch.testing.assert_close(total, plain_total + 2.0 * cons)
-    assert build_algorithm(MethodConfig(fm_distance="l2", name="ct")).consistency_weight == 1.0

@@ -14,6 +14,7 @@ import torch.nn as nn
 import ssgan.training.loop as T
 from ssgan.training import checkpoint as ckpt
 from ssgan import cli
+from ssgan.config import from_dict
 from ssgan.algorithms import ALGORITHMS, build_algorithm
 from ssgan.algorithms.feature_matching import FeatureMatching
 from ssgan.algorithms.kplus1 import KPlus1
@@ -435,3 +436,24 @@ def test_the_ema_follows_its_formula_with_and_without_warmup(warmup):
             want = d * want + (1 - d) * w
         assert float(ema.module.weight) == pytest.approx(want, rel=1e-6), n
     assert (float(ema.module.weight) > 4.0) == warmup            # warm-up: close to D's recent weights
+
+
+def test_channels_last_is_a_layout_only_same_training_within_float_tolerance(tmp_path):
+    """The conv nets train channels-last by default (oneDNN's fast layout); without dropout (whose
+    masks are drawn in memory order, so they differ between layouts) the numbers are those of the
+    plain layout up to float rounding, and a saved config without the key (older runs) keeps the
+    plain layout on resume."""
+    short = dict(train__epochs=1, train__max_steps=3, train__sample_every=0, train__ema=None, model__dropout=0.0)
+    states = {}
+    for cl in (True, False):
+        torch.manual_seed(0)
+        T.train(make_cfg(TINY_DCGAN, train__channels_last=cl, **short), tmp_path / str(cl))
+        states[cl] = ckpt.load(tmp_path / str(cl))
+    conv = next(k for k, w in states[False]["D"].items() if w.dim() == 4 and w.shape[1] > 1)  # a conv over channels
+    assert states[True]["D"][conv].is_contiguous(memory_format=torch.channels_last)
+    assert not states[True]["D"][conv].is_contiguous()
+    assert states[False]["D"][conv].is_contiguous()
+    for name, w in states[False]["D"].items():  # Adam's early steps are ~lr * sign(g): a gradient at ~0
+        diff = (states[True]["D"][name].float() - w.float()).abs()  # may flip sign on rounding; rare
+        assert diff.float().mean() < 1e-5 and diff.max() <= 2 * 3 * 2e-4, name
+    assert from_dict({"train": {"epochs": 1}}).train.channels_last is False

@@ -20,10 +20,6 @@ class Consistency(FeatureMatching):
     d_terms = ("sup", "unl", "cons", "ent")
     unl_views = 2  # the step passes each unlabeled batch through D twice: logits_unl is (2B, K)
 
-    @property
-    def consistency_weight(self) -> float:
-        return 1.0 if self.cfg.consistency_weight is None else self.cfg.consistency_weight
-
     def d_loss(self, logits_lab, y_lab, logits_unl, logits_fake):
         first, second = logits_unl.chunk(2)
         sup = losses.supervised_ce(logits_lab, y_lab)
@@ -33,7 +29,7 @@ class Consistency(FeatureMatching):
         total = (
             sup
             + self.cfg.unsup_weight * unl
-            + self.consistency_weight * cons
+            + self.cfg.consistency_weight * cons
             + self.cfg.entropy_weight * ent
         )
         return total, {"sup": sup, "unl": unl, "cons": cons, "ent": ent}

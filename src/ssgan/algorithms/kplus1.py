@@ -5,7 +5,7 @@ D has K+1 outputs, the last being the real/fake output.
          + w * [ -log(1 - p_fake(x_unl)) - log p_fake(G(z)) ]
   G loss = a * -log(1 - p_fake(G(z)))       (non-saturating)
          + b * feature matching of D's pooled features
-With `consistency_weight` > 0 D also sees each unlabeled batch twice, with fresh dropout and noise,
+With `kplus1_consistency` > 0 D also sees each unlabeled batch twice, with fresh dropout and noise,
 and is asked for the same class probabilities both times (the Pi-model term `ct` adds to `fm`):
   D loss += c * consistency(pass 1, pass 2), the real/fake term read on pass 1.
 p_fake is read per `real_fake`: the sigmoid of the extra output alone (the recipe's code), or its
@@ -26,8 +26,7 @@ class KPlus1(Algorithm):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.consistency_weight = cfg.consistency_weight or 0.0
-        if self.consistency_weight > 0:
+        if cfg.kplus1_consistency > 0:
             self.unl_views = 2  # logits_unl is (2B, K+1): two noisy passes of the same images
             self.d_terms = self.d_terms + ("cons",)
 
@@ -52,7 +51,7 @@ class KPlus1(Algorithm):
         terms = {"sup": sup, "unl_real": unl_real, "unl_fake": unl_fake}
         if self.unl_views == 2:
             terms["cons"] = losses.consistency(self.class_logits(first), self.class_logits(logits_unl[len(first):]))
-            total = total + self.consistency_weight * terms["cons"]
+            total = total + self.cfg.kplus1_consistency * terms["cons"]
         return total, terms
 
     def g_loss(self, logits_fake, feat_real, feat_fake) -> tuple[torch.Tensor, Terms]:

@@ -11,6 +11,7 @@ import copy
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 import torch.nn as nn
 
 from ..config import Config, ModelConfig
@@ -98,6 +99,14 @@ def settle(cfg: Config, channels: int, image_size: int) -> Config:
         cfg.method.fm_distance = spec.fm_distance
     cfg.data.image_size, cfg.data.channels = image_size, channels
     return cfg
+
+
+def to_layout(net: nn.Module | None, channels_last: bool) -> nn.Module | None:
+    """Conv weights (and so the activations they produce) in channels-last order when asked; 2-D
+    weights, and so the mlp, are left as they are. Training and the benchmarks both call this."""
+    if net is None or not channels_last:
+        return net
+    return net.to(memory_format=torch.channels_last)
 
 
 def build_nets(cfg: ModelConfig, channels: int, image_size: int, num_logits: int, generator: bool = True) -> Pair:

@@ -20,7 +20,7 @@ from ..data.base import SourceData
 from ..data.split import Split
 from ..data.streams import LabeledStream, UnlabeledStream
 from ..errors import CheckpointError, ConfigError
-from ..nets import build_nets, settle
+from ..nets import build_nets, settle, to_layout
 from .distributed import Dist
 from .step import StepParts, make_step_parts
 
@@ -182,7 +182,7 @@ def build_run(cfg: Config, data: SourceData, split: Split, device: torch.device,
     sync_bn = t.sync_bn and dd.enabled
     if sync_bn and device.type != "cuda":
         raise ConfigError("--train.sync_bn needs CUDA devices (SyncBatchNorm does not run on the CPU)")
-    D = (nn.SyncBatchNorm.convert_sync_batchnorm(D) if sync_bn else D).to(device)
+    D = to_layout((nn.SyncBatchNorm.convert_sync_batchnorm(D) if sync_bn else D).to(device), t.channels_last)
 
     def stream_seed(k: int) -> int:  # the same on every rank: each rank takes its slice of one global batch
         return t.seed * 4 + k
@@ -195,7 +195,7 @@ def build_run(cfg: Config, data: SourceData, split: Split, device: torch.device,
                         stream_seed(1), device, dd.rank, dd.world)
     unl = unl_g = fixed_z = None
     if G is not None:  # what a generator needs: the unlabeled streams and the samples' fixed noise
-        G = (nn.SyncBatchNorm.convert_sync_batchnorm(G) if sync_bn else G).to(device)
+        G = to_layout((nn.SyncBatchNorm.convert_sync_batchnorm(G) if sync_bn else G).to(device), t.channels_last)
         unl, unl_g = unlabeled(2), unlabeled(3)
         fixed_z = G.sample_z(64, "cpu", torch.Generator().manual_seed(t.seed))
     if hasattr(D, "data_init"):  # data-dependent init of weight-normalised layers (Salimans et al.)
