@@ -39,21 +39,23 @@ from ssgan.training.step import StepParts, d_step, g_step, make_step_parts
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "throughput.json"
 
-ROWS = [  # (label, method, net, image size, width, batch, amp, lr, channels)
-    ("fm / mlp fp32", "fm", "mlp", 28, 1.0, 100, "none", 3e-3, 1),
-    ("fm / mlp bf16", "fm", "mlp", 28, 1.0, 100, "bf16", 3e-3, 1),
-    ("kplus1 / dcgan28 w0.25 fp32", "kplus1", "dcgan28", 28, 0.25, 100, "none", 2e-4, 1),
-    ("kplus1 / dcgan28 w0.25 bf16", "kplus1", "dcgan28", 28, 0.25, 100, "bf16", 2e-4, 1),
-    ("kplus1 / dcgan32 w0.5 fp32", "kplus1", "dcgan32", 32, 0.5, 100, "none", 2e-4, 1),
-    ("kplus1 / dcgan64 w1 fp32 (recipe)", "kplus1", "dcgan64", 64, 1.0, 128, "none", 2e-4, 1),
-    ("kplus1 / dcgan64 w1 bf16 (recipe)", "kplus1", "dcgan64", 64, 1.0, 128, "bf16", 2e-4, 1),
-    ("fm / cnn32 w0.25 fp32 (colour)", "fm", "cnn32", 32, 0.25, 100, "none", 3e-4, 3),
-    ("fm / cnn32 w0.5 fp32 (colour)", "fm", "cnn32", 32, 0.5, 100, "none", 3e-4, 3),
-    ("fm / cnn32 w1 fp32 (colour, paper)", "fm", "cnn32", 32, 1.0, 100, "none", 3e-4, 3),
-    ("fm / cnn32 w0.5 bf16 (colour)", "fm", "cnn32", 32, 0.5, 100, "bf16", 3e-4, 3),
-    ("fm / cnn32 w1 bf16 (colour, paper)", "fm", "cnn32", 32, 1.0, 100, "bf16", 3e-4, 3),
-    ("kplus1 / dcgan28 w0.5 fp32", "kplus1", "dcgan28", 28, 0.5, 100, "none", 2e-4, 1),
-    ("kplus1 / dcgan28 w0.5 bf16", "kplus1", "dcgan28", 28, 0.5, 100, "bf16", 2e-4, 1),
+ROWS = [  # (label, method, net, image size, width, batch, amp, lr, channels, channels-last layout)
+    ("fm / mlp fp32", "fm", "mlp", 28, 1.0, 100, "none", 3e-3, 1, True),
+    ("fm / mlp bf16", "fm", "mlp", 28, 1.0, 100, "bf16", 3e-3, 1, True),
+    ("kplus1 / dcgan28 w0.25 fp32", "kplus1", "dcgan28", 28, 0.25, 100, "none", 2e-4, 1, True),
+    ("kplus1 / dcgan28 w0.25 bf16", "kplus1", "dcgan28", 28, 0.25, 100, "bf16", 2e-4, 1, True),
+    ("kplus1 / dcgan32 w0.5 fp32", "kplus1", "dcgan32", 32, 0.5, 100, "none", 2e-4, 1, True),
+    ("kplus1 / dcgan64 w1 fp32 (recipe)", "kplus1", "dcgan64", 64, 1.0, 128, "none", 2e-4, 1, True),
+    ("kplus1 / dcgan64 w1 bf16 (recipe)", "kplus1", "dcgan64", 64, 1.0, 128, "bf16", 2e-4, 1, True),
+    ("fm / cnn32 w0.25 fp32 (colour)", "fm", "cnn32", 32, 0.25, 100, "none", 3e-4, 3, True),
+    ("fm / cnn32 w0.5 fp32 (colour)", "fm", "cnn32", 32, 0.5, 100, "none", 3e-4, 3, True),
+    ("fm / cnn32 w1 fp32 (colour, paper)", "fm", "cnn32", 32, 1.0, 100, "none", 3e-4, 3, True),
+    ("fm / cnn32 w0.5 bf16 (colour)", "fm", "cnn32", 32, 0.5, 100, "bf16", 3e-4, 3, True),
+    ("fm / cnn32 w1 bf16 (colour, paper)", "fm", "cnn32", 32, 1.0, 100, "bf16", 3e-4, 3, True),
+    ("kplus1 / dcgan28 w0.5 fp32", "kplus1", "dcgan28", 28, 0.5, 100, "none", 2e-4, 1, True),
+    ("kplus1 / dcgan28 w0.5 bf16", "kplus1", "dcgan28", 28, 0.5, 100, "bf16", 2e-4, 1, True),
+    ("fm / cnn32 w0.25 fp32, plain layout", "fm", "cnn32", 32, 0.25, 100, "none", 3e-4, 3, False),
+    ("kplus1 / dcgan28 w0.25 fp32, plain layout", "kplus1", "dcgan28", 28, 0.25, 100, "none", 2e-4, 1, False),
 ]
 
 
@@ -110,10 +112,10 @@ def conv_ceilings(reps: int = 5) -> dict:
 
 
 def make_parts(method: str, net: str, size: int, width: float, batch: int, amp: str, lr: float,
-               compile_d: bool = False, channels: int = 1):
+               compile_d: bool = False, channels: int = 1, channels_last: bool = True):
     cfg = settle(C.build(overrides={"method.name": method, "model.net": net, "model.width": width,
                                     "data.image_size": size, "train.batch_size": batch, "train.amp": amp,
-                                    "optim.lr": lr}), channels, size)
+                                    "optim.lr": lr, "train.channels_last": channels_last}), channels, size)
     torch.manual_seed(0)
     algo = build_algorithm(cfg.method)
     D, G = build_nets(cfg.model, channels, size, algo.num_logits(10))
@@ -126,9 +128,10 @@ def make_parts(method: str, net: str, size: int, width: float, batch: int, amp: 
     return parts, batches
 
 
-def step_row(label, method, net, size, width, batch, amp, lr, channels, iters: int, ceil: dict,
+def step_row(label, method, net, size, width, batch, amp, lr, channels, channels_last, iters: int, ceil: dict,
              warmup: int = 5) -> dict:
-    parts, (x_lab, y_lab, x_unl, x_unl_g) = make_parts(method, net, size, width, batch, amp, lr, channels=channels)
+    parts, (x_lab, y_lab, x_unl, x_unl_g) = make_parts(method, net, size, width, batch, amp, lr, channels=channels,
+                                                       channels_last=channels_last)
     step = lambda: d_step(parts, x_lab, y_lab, x_unl) + g_step(parts, x_unl_g)  # noqa: E731
     step()
     with FlopCounterMode(display=False) as counter:
@@ -141,6 +144,7 @@ def step_row(label, method, net, size, width, batch, amp, lr, channels, iters: i
     ceiling = ceil[name]
     conv = ceil.get("conv_bf16" if amp == "bf16" else "conv_fp32") if net != "mlp" else None
     return {"row": label, "method": method, "net": net, "width": width, "batch": batch, "amp": amp,
+            "channels_last": channels_last,
             "gflop_per_iter": flops / 1e9, "ms_per_iter": sec * 1e3, "gflops": gflops,
             "fraction_of_ceiling": gflops / ceiling, "ceiling_used": name,
             "fraction_of_conv_ceiling": gflops / conv if conv else None,
@@ -267,15 +271,15 @@ def main() -> None:
     chosen = [ROWS[int(i)] for i in args.rows.split(",")] if args.rows else ROWS
     results = []
     for spec in chosen:
-        label, method, net, size, width, batch, amp, lr, channels = spec
+        label, method, net, size, width, batch, amp, lr, channels, channels_last = spec
         big = width >= 1 and net in ("dcgan64", "cnn32")
         r = step_row(*spec, iters=3 if big else iters, ceil=ceil, warmup=1 if big else 5)
-        if not args.quick and args.epoch_steps and channels == 1 and not (big and amp == "bf16"):
+        if not args.quick and args.epoch_steps and channels == 1 and not (big and amp == "bf16") and channels_last:
             # an MNIST run with data (colour rows have no MNIST epoch); the recipe's epoch is timed once, in fp32
             steps = 10 if big else args.epoch_steps
             r.update(epoch_run(method, net, size, width, batch, amp, lr, steps, args.data_root))
         results.append(r)
-        print(f"{label:38s} {r['gflop_per_iter']:7.2f} GFLOP/it {r['ms_per_iter']:8.1f} ms/it "
+        print(f"{label:44s} {r['gflop_per_iter']:7.2f} GFLOP/it {r['ms_per_iter']:8.1f} ms/it "
               f"{r['gflops']:6.0f} GFLOP/s {100 * r['fraction_of_ceiling']:5.1f}% of {r['ceiling_used']}"
               + (f" {100 * r['fraction_of_conv_ceiling']:5.1f}% of conv" if r["fraction_of_conv_ceiling"] else "")
               + (f"  epoch {r['epoch_s_full']:7.1f} s  RSS {r['peak_rss_mb']:5.0f} MB" if 'epoch_s_full' in r else ""),
