@@ -56,6 +56,7 @@ ROWS = [  # (label, method, net, image size, width, batch, amp, lr, channels, ch
     ("kplus1 / dcgan28 w0.5 bf16", "kplus1", "dcgan28", 28, 0.5, 100, "bf16", 2e-4, 1, True),
     ("fm / cnn32 w0.25 fp32, plain layout", "fm", "cnn32", 32, 0.25, 100, "none", 3e-4, 3, False),
     ("kplus1 / dcgan28 w0.25 fp32, plain layout", "kplus1", "dcgan28", 28, 0.25, 100, "none", 2e-4, 1, False),
+    ("kplus1 / dcgan64 w1 fp32 (recipe), plain layout", "kplus1", "dcgan64", 64, 1.0, 128, "none", 2e-4, 1, False),
 ]
 
 
@@ -279,7 +280,7 @@ def main() -> None:
             steps = 10 if big else args.epoch_steps
             r.update(epoch_run(method, net, size, width, batch, amp, lr, steps, args.data_root))
         results.append(r)
-        print(f"{label:44s} {r['gflop_per_iter']:7.2f} GFLOP/it {r['ms_per_iter']:8.1f} ms/it "
+        print(f"{label:50s} {r['gflop_per_iter']:7.2f} GFLOP/it {r['ms_per_iter']:8.1f} ms/it "
               f"{r['gflops']:6.0f} GFLOP/s {100 * r['fraction_of_ceiling']:5.1f}% of {r['ceiling_used']}"
               + (f" {100 * r['fraction_of_conv_ceiling']:5.1f}% of conv" if r["fraction_of_conv_ceiling"] else "")
               + (f"  epoch {r['epoch_s_full']:7.1f} s  RSS {r['peak_rss_mb']:5.0f} MB" if 'epoch_s_full' in r else ""),
