@@ -8,6 +8,7 @@ import torch.nn as nn
 from ssgan.config import ModelConfig
 from ssgan.nets import NETS, build_nets
 from ssgan.nets.dcgan import D_LAYERS
+from ssgan.nets.augment import RandomShift
 from ssgan.nets.mlp import GaussianNoise, MLPDiscriminator, WNLinear
 from ssgan.errors import ConfigError
 
@@ -214,6 +215,33 @@ def test_dcgan_generator_dropout_follows_dropout_unless_set():
     D, G = build_nets(ModelConfig(net="dcgan28", width=0.125, dropout=0.3, g_dropout=0.0), 1, 28, 5, True)
     assert {m.p for m in G.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
     assert {m.p for m in D.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
+
+
+def test_random_shift_translates_each_image_within_range_and_passes_gradients():
+    torch.manual_seed(0)
+    shift = RandomShift(2)
+    x = torch.randn(16, 3, 7, 9, requires_grad=True)
+    y = shift(x)
+    padded = torch.nn.functional.pad(x.detach(), (2, 2, 2, 2), value=-1.0)
+    offsets = []
+    for i in range(16):  # each output is one crop of the padded image: find which
+        hits = [(dy, dx) for dy in range(5) for dx in range(5)
+                if torch.equal(y[i].detach(), padded[i, :, dy:dy + 7, dx:dx + 9])]
+        assert hits, f"image {i} is not a translation of its input by at most 2 pixels"
+        offsets.append(hits[0])
+    assert len(set(offsets)) > 1                                   # each image its own shift
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0            # G's gradients pass through
+    shift.eval()
+    assert torch.equal(shift(x), x)                                 # evaluation sees the image as it is
+    assert torch.equal(RandomShift(0)(x), x)
+
+
+def test_dcgan_input_shift_adds_no_weights_and_is_off_by_default():
+    D, _ = build_nets(ModelConfig(net="dcgan28", width=0.125, input_shift=2), 1, 28, 5)
+    plain, _ = build_nets(ModelConfig(net="dcgan28", width=0.125), 1, 28, 5)
+    plain.load_state_dict(D.state_dict())
+    assert D.input_shift.max_shift == 2 and plain.input_shift.max_shift == 0
 
 
 def test_mlp_generator_and_discriminator_noise_only_in_train_mode():

@@ -75,6 +75,8 @@ class ModelConfig:
     layer_noise: float = _f(0.0, "std of Gaussian noise added to the output of each of D's hidden conv blocks in "
                                  "training (Salimans et al.'s MNIST D adds 0.5 before every hidden layer); DCGAN nets",
                             valid=NON_NEGATIVE)
+    input_shift: int = _f(0, "random translation of D's input by up to N pixels in training, each image its own, "
+                             "real and generated alike (DiffAugment's translation); DCGAN nets", valid=NON_NEGATIVE)
     g_dropout: float | None = _f(None, "dropout probability in the DCGAN generator; None: the same as dropout (the "
                                        "recipe's G has it)", valid=FRACTION)
     z_dim: int = _f(100, "latent size, as in the recipe and Salimans et al.", valid=AT_LEAST_1)

@@ -57,7 +57,7 @@ def _dcgan(size: int | None) -> Callable[..., Pair]:
             _needs(f"dcgan{size}", size, image_size)
         g_dropout = cfg.dropout if cfg.g_dropout is None else cfg.g_dropout
         return (DCGANDiscriminator(image_size, channels, num_logits, cfg.width, cfg.dropout, cfg.input_noise,
-                                   cfg.layer_noise),
+                                   cfg.layer_noise, cfg.input_shift),
                 DCGANGenerator(image_size, channels, cfg.z_dim, cfg.width, g_dropout) if generator else None)
     return build
 

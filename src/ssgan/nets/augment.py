@@ -1,0 +1,34 @@
+"""Differentiable augmentation of D's input in training.
+
+`RandomShift` translates each image by its own random offset of up to `max_shift` pixels in each
+direction, filling with the background value: the translation of DiffAugment (Zhao et al. 2020),
+which is applied to real and generated images alike inside D, so that G's gradients pass through
+it and D cannot win by memorising exact pixel positions. Two passes of the same images get different
+shifts, which also makes a consistency term compare translated views (the usual perturbation of
+the Pi-model on digits).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class RandomShift(nn.Module):
+    def __init__(self, max_shift: int, fill: float = -1.0):
+        super().__init__()
+        self.max_shift = max_shift
+        self.fill = fill  # the background of our [-1, 1] images (black)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.max_shift == 0:
+            return x
+        s = self.max_shift
+        B, _, H, W = x.shape
+        padded = F.pad(x, (s, s, s, s), value=self.fill)                       # (B, C, H + 2s, W + 2s)
+        dy = torch.randint(0, 2 * s + 1, (B, 1, 1), device=x.device)          # top-left corner of each crop
+        dx = torch.randint(0, 2 * s + 1, (B, 1, 1), device=x.device)
+        rows = (torch.arange(H, device=x.device).view(1, H, 1) + dy).expand(B, H, W)
+        cols = (torch.arange(W, device=x.device).view(1, 1, W) + dx).expand(B, H, W)
+        b = torch.arange(B, device=x.device).view(B, 1, 1).expand(B, H, W)
+        return padded.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W), each crop
