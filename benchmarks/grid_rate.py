@@ -33,10 +33,9 @@ def grid(jobs: int, args) -> dict:
            "--seeds", args.seeds, "--net", "mlp", "--epochs", "1", "--max-steps", str(args.steps),
            "--jobs", str(jobs), "--train.report=false", "--train.sample_every=0", "--out", str(out)]
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, text=True, env=dict(os.environ))
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - t
-    runs = json.loads((out / "results.json").read_text())
-    runs = runs["runs"] if isinstance(runs, dict) else runs
+    runs = json.loads((out / "results.json").read_text())["runs"]
     return {"jobs": jobs, "runs": len(runs), "wall_s": wall, "runs_per_hour": 3600 * len(runs) / wall}
 
 

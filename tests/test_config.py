@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import re
+
 import pytest
 
 from ssgan import config as C
@@ -152,6 +154,13 @@ def test_a_bad_value_changes_nothing():
 def test_g_steps_below_one_is_refused_naming_the_key():
     with pytest.raises(C.ConfigError, match=r"optim.g_steps=0 must be >= 1"):
         C.build(overrides={"optim.g_steps": 0})
+
+
+@pytest.mark.parametrize("key, value", [("model.layer_noise", -0.1), ("model.input_shift", -1),
+                                        ("model.g_dropout", 1.0), ("method.kplus1_consistency", -1.0)])
+def test_the_regularisers_refuse_values_out_of_range_naming_the_key(key, value):
+    with pytest.raises(C.ConfigError, match=re.escape(key)):
+        C.build(overrides={key: value})
 
 
 # ------------------------------------------------------------------------------------------ label keys

@@ -137,8 +137,8 @@ class TrainConfig:
                           "a conv, both ways) finds it at least 1.3x faster than fp32 here; the choice is logged and "
                           "saved with the run", ("none", "bf16", "auto"))
     channels_last: bool = _f(True, "keep the conv nets' weights and activations channels-last (NHWC), the layout "
-                                   "oneDNN's CPU kernels are fastest in (a cnn32 step 1.35x faster here); no effect "
-                                   "on the mlp")
+                                   "oneDNN's CPU kernels are fastest in (the recipe's step 1.22x, cnn32's 1.25x faster "
+                                   "in benchmarks/results/throughput_session6.json); no effect on the mlp")
     device: str = _f("auto", "auto, cpu, cuda, cuda:K or mps")
     threads: int | None = _f(None, "torch intra-op threads; None: torch's default (one per core)", valid=AT_LEAST_1)
     sync_bn: bool = _f(False, "several processes: SyncBatchNorm (CUDA only); off, each process normalises its "

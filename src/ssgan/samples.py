@@ -45,8 +45,8 @@ def curve_figures(records: list[dict]):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    epochs = [r["epoch"] for r in records]
     from matplotlib.ticker import MaxNLocator
+    epochs = [r["epoch"] for r in records]
     loss, ax = plt.subplots(figsize=(7, 4))
     for key in [k for k in records[0] if k in ("d_loss", "g_loss") or k.startswith(("d/", "g/"))]:
         ax.plot(epochs, [r.get(key) for r in records], label=key)

@@ -40,7 +40,7 @@ class DCGANDiscriminator(nn.Module):
         # Gaussian noise on the input in training, in [0, 1] pixel units like the mlp's (its std on our
         # [-1, 1] scale is twice that): with few labels D's main regulariser in Salimans et al.'s code.
         # `layer_noise` adds Gaussian noise to every hidden block's output too, as their MNIST D does
-        # (std 0.5 before each hidden layer): it keeps D from out-running G over a long run.
+        # (std 0.5 before each hidden layer); on MNIST-100 it did not keep D from winning (BN rescales past it).
         self.input_noise = GaussianNoise(2 * input_noise)
         layers: list[nn.Module] = []
         c_in = channels
@@ -60,7 +60,8 @@ class DCGANDiscriminator(nn.Module):
         self.head = nn.Linear(c_in, num_logits)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.body(self.input_noise(self.input_shift(x))).mean(dim=(2, 3))       # global average pooling: (B, F)
+        x = self.input_noise(self.input_shift(x))
+        features = self.body(x).mean(dim=(2, 3))         # global average pooling: (B, F)
         return self.head(features), features           # (B, num_logits), (B, F)
 
 
