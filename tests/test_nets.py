@@ -244,6 +244,43 @@ def test_dcgan_input_shift_adds_no_weights_and_is_off_by_default():
     assert D.input_shift.max_shift == 2 and plain.input_shift.max_shift == 0
 
 
+def test_random_flip_mirrors_each_image_or_leaves_it_only_in_training():
+    from ssgan.nets.augment import RandomFlip
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, 5, 7, requires_grad=True)
+    flip = RandomFlip(True).train()
+    y = flip(x)
+    mirrored = [torch.equal(y[i], x[i].flip(2)) for i in range(64)]
+    kept = [torch.equal(y[i], x[i]) for i in range(64)]
+    assert all(m or k for m, k in zip(mirrored, kept))            # each image whole, mirrored or not
+    assert 16 < sum(mirrored) < 48                                # about half, each image its own coin
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))                # a permutation: gradients pass unchanged
+    flip.eval()
+    assert torch.equal(flip(x), x)
+    assert torch.equal(RandomFlip(False).train()(x), x)
+
+
+@pytest.mark.parametrize("net, size", [("dcgan32", 32), ("cnn32", 32)])
+def test_flip_and_shift_add_no_weights_and_change_only_training_passes(net, size):
+    torch.manual_seed(0)
+    D, _ = build_nets(ModelConfig(net=net, width=0.125, input_shift=2, input_flip=True, dropout=0.0), 3, size, 5)
+    plain, _ = build_nets(ModelConfig(net=net, width=0.125, dropout=0.0), 3, size, 5)
+    plain.load_state_dict(D.state_dict())                         # the same keys: checkpoints load either way
+    x = torch.rand(8, 3, size, size) * 2 - 1
+    D.eval(), plain.eval()
+    torch.testing.assert_close(D(x)[0], plain(x)[0])              # evaluation sees the images as they are
+    if net == "cnn32":                                            # cnn32's input dropout is fixed at 0.2
+        for m in list(D.modules()) + list(plain.modules()):
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+    D.train()
+    for m in list(D.modules()) + list(plain.modules()):
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()                                              # only the augmentation differs
+    assert not torch.allclose(D(x)[0], plain(x)[0])
+
+
 def test_mlp_generator_and_discriminator_noise_only_in_train_mode():
     D, G = build("mlp")
     x = torch.zeros(2, 1, 16, 16)

@@ -44,7 +44,7 @@ def _mlp(cfg: ModelConfig, channels: int, image_size: int, num_logits: int, gene
 
 def _cnn32(cfg: ModelConfig, channels: int, image_size: int, num_logits: int, generator: bool) -> Pair:
     _needs("cnn32", 32, image_size)
-    return (CNNDiscriminator(channels, num_logits, cfg.width),
+    return (CNNDiscriminator(channels, num_logits, cfg.width, cfg.input_shift, cfg.input_flip),
             CNNGenerator(channels, cfg.z_dim, cfg.width) if generator else None)
 
 
@@ -57,7 +57,7 @@ def _dcgan(size: int | None) -> Callable[..., Pair]:
             _needs(f"dcgan{size}", size, image_size)
         g_dropout = cfg.dropout if cfg.g_dropout is None else cfg.g_dropout
         return (DCGANDiscriminator(image_size, channels, num_logits, cfg.width, cfg.dropout, cfg.input_noise,
-                                   cfg.layer_noise, cfg.input_shift),
+                                   cfg.layer_noise, cfg.input_shift, cfg.input_flip),
                 DCGANGenerator(image_size, channels, cfg.z_dim, cfg.width, g_dropout) if generator else None)
     return build
 

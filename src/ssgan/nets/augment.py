@@ -5,7 +5,8 @@ direction, filling with the background value: the translation of DiffAugment (Zh
 which is applied to real and generated images alike inside D, so that G's gradients pass through
 it and D cannot win by memorising exact pixel positions. Two passes of the same images get different
 shifts, which also makes a consistency term compare translated views (the usual perturbation of
-the Pi-model on digits).
+the Pi-model on digits). `RandomFlip` mirrors each image left-right with probability 1/2: the
+usual augmentation of photos (CIFAR-10's Pi-model and mean-teacher runs use both), wrong for digits.
 """
 from __future__ import annotations
 
@@ -32,3 +33,15 @@ class RandomShift(nn.Module):
         cols = (torch.arange(W, device=x.device).view(1, 1, W) + dx).expand(B, H, W)
         b = torch.arange(B, device=x.device).view(B, 1, 1).expand(B, H, W)
         return padded.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W), each crop
+
+
+class RandomFlip(nn.Module):
+    def __init__(self, enabled: bool):
+        super().__init__()
+        self.enabled = enabled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or not self.enabled:
+            return x
+        flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5         # each image its own coin
+        return torch.where(flip, x.flip(3), x)

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .augment import RandomFlip, RandomShift
 from .weightnorm import WeightNormed, WNConv2d, WNConvTranspose2d, WNLinear
 
 
@@ -24,8 +25,11 @@ def scaled(channels: int, width: float) -> int:
 
 
 class CNNDiscriminator(nn.Module):
-    def __init__(self, channels: int, num_logits: int, width: float = 1.0):
+    def __init__(self, channels: int, num_logits: int, width: float = 1.0, input_shift: int = 0,
+                 input_flip: bool = False):
         super().__init__()
+        # optional augmentation in training (not in their code; no weights, so the state dict is the same)
+        self.augment = nn.Sequential(RandomFlip(input_flip), RandomShift(input_shift))
         c1, c2 = scaled(96, width), scaled(192, width)
         spec = [(c1, 3, 1, 1), (c1, 3, 1, 1), (c1, 3, 2, 1), "dropout",
                 (c2, 3, 1, 1), (c2, 3, 1, 1), (c2, 3, 2, 1), "dropout",
@@ -43,7 +47,7 @@ class CNNDiscriminator(nn.Module):
         self.head = WNLinear(c_in, num_logits, train_scale=True, init_std=0.05, init_scale=0.1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.body(x).mean(dim=(2, 3))      # global average pooling: (B, F)
+        features = self.body(self.augment(x)).mean(dim=(2, 3))   # global average pooling: (B, F)
         return self.head(features), features          # (B, num_logits), (B, F)
 
     @torch.no_grad()
