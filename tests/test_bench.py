@@ -28,6 +28,13 @@ def test_bench_writes_results_and_skips_finished_runs(tmp_path, capsys):
     assert len(summary) == 4 and all(a["n"] == 2 for a in summary)
     table = (out / "results.md").read_text()
     assert "| fm |" in table and "| supervised |" in table and "4 labels" in table and "8 labels" in table
+    # min/run comes from the epochs' own times, which a resumed run carries over (its metrics.jsonl);
+    # the bench process clock misses a session killed without warning
+    for r in json.loads((out / "results.json").read_text())["runs"]:
+        epochs = [json.loads(line) for line in (out / "runs" / f"{r['method']}-L{r['labels']}-s{r['seed']}"
+                                                / "metrics.jsonl").open()]
+        assert r["train_s"] == round(sum(e["epoch_time"] for e in epochs), 1) and r["wall_s"] >= r["train_s"]
+    assert "min/run: the training epochs' time" in table
     # identical splits across methods: same labeled indices for the same (labels, seed)
     split = lambda m: json.loads((out / "runs" / f"{m}-L4-s1" / "split.json").read_text())["labeled"]  # noqa: E731
     assert split("fm") == split("supervised")

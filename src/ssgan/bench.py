@@ -167,8 +167,8 @@ def _row(method: str, n_labels: int, seed: int, run_dir: Path, allow_subset: boo
     timing = json.loads((run_dir / "bench_time.json").read_text())
     return {"method": method, "labels": n_labels, "seed": seed, "epochs": summary["epochs"],
             "test_errors": summary["test_errors"], "test_acc": summary["test_acc"],
-            "n_test": summary["n_test"], "wall_s": round(timing["wall_s"], 1),
-            "cpu_s": round(timing["cpu_s"], 1), "run": str(run_dir)}
+            "n_test": summary["n_test"], "train_s": round(summary["train_time_s"], 1),
+            "wall_s": round(timing["wall_s"], 1), "cpu_s": round(timing["cpu_s"], 1), "run": str(run_dir)}
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
@@ -183,6 +183,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
         out.append({"method": method, "labels": labels, "seeds": [r["seed"] for r in rs], "n": len(rs),
                     "errors_mean": statistics.fmean(errs), "errors_std": statistics.stdev(errs) if len(errs) > 1 else 0.0,
                     "error_pct_mean": 100 * statistics.fmean(errs) / n_test, "n_test": n_test,
+                    # results.json files written before train_s existed have only the bench clock
+                    "train_s_mean": statistics.fmean(r.get("train_s", r["wall_s"]) for r in rs),
                     "wall_s_mean": statistics.fmean(r["wall_s"] for r in rs), "epochs": rs[0]["epochs"]})
     return out
 
@@ -205,6 +207,9 @@ def markdown_table(agg: list[dict], meta: dict) -> str:
     n_test = agg[0]["n_test"] if agg else 0
     lines = [f"Test errors out of {n_test:,} (mean +- std over seeds; last epoch, EMA D if enabled). "
              f"{meta.get('budget', '')}", "",
+             "min/run: the training epochs' time, summed over every session of a resumed run (evaluation not "
+             "included); results.json also has the bench processes' wall and CPU seconds, which miss a session "
+             "killed without warning.", "",
              "| method | " + " | ".join(f"{n} labels" for n in labels) + " |",
              "|---|" + "---|" * len(labels)]
     for m in methods:
@@ -213,7 +218,7 @@ def markdown_table(agg: list[dict], meta: dict) -> str:
             a = cell.get((m, n))
             parts.append("" if a is None else
                          f"{a['errors_mean']:.1f} +- {a['errors_std']:.1f} ({a['error_pct_mean']:.2f}%, n={a['n']}, "
-                         f"{a['epochs']} ep, {a['wall_s_mean'] / 60:.1f} min/run)")
+                         f"{a['epochs']} ep, {a['train_s_mean'] / 60:.1f} min/run)")
         lines.append(f"| {m} | " + " | ".join(parts) + " |")
     for name, figures in (PUBLISHED.items() if meta.get("dataset") == "mnist" else ()):
         lines.append(f"| {name}, published | " + " | ".join(
