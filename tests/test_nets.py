@@ -281,6 +281,24 @@ def test_flip_and_shift_add_no_weights_and_change_only_training_passes(net, size
     assert not torch.allclose(D(x)[0], plain(x)[0])
 
 
+def test_mlp_input_shift_translates_before_flattening_and_adds_no_weights():
+    torch.manual_seed(0)
+    D, _ = build_nets(ModelConfig(net="mlp", input_shift=2), 1, 16, 5)
+    plain, _ = build_nets(ModelConfig(net="mlp"), 1, 16, 5)
+    plain.load_state_dict(D.state_dict())
+    for m in (D, plain):
+        m.input_noise.sigma = m.noise.sigma = 0.0                  # only the translation differs
+    x = torch.rand(8, 1, 16, 16) * 2 - 1
+    D.eval(), plain.eval()
+    torch.testing.assert_close(D(x)[0], plain(x)[0])
+    D.train(), plain.train()
+    torch.manual_seed(1)
+    shifted = D.input_shift(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(D(x)[0], plain(shifted)[0])       # D sees the translated image
+    assert not torch.allclose(D(x)[0], plain(x)[0])
+
+
 def test_mlp_generator_and_discriminator_noise_only_in_train_mode():
     D, G = build("mlp")
     x = torch.zeros(2, 1, 16, 16)

@@ -76,7 +76,7 @@ class ModelConfig:
                                  "training (Salimans et al.'s MNIST D adds 0.5 before every hidden layer); DCGAN nets",
                             valid=NON_NEGATIVE)
     input_shift: int = _f(0, "random translation of D's input by up to N pixels in training, each image its own, "
-                             "real and generated alike (DiffAugment's translation); DCGAN and cnn32 nets",
+                             "real and generated alike (DiffAugment's translation); every net",
                         valid=NON_NEGATIVE)
     input_flip: bool = _f(False, "random left-right flip of each of D's input images in training, real and "
                                  "generated alike (for photos, not digits); DCGAN and cnn32 nets")

@@ -38,7 +38,7 @@ def _needs(net: str, size: int, image_size: int) -> None:
 
 
 def _mlp(cfg: ModelConfig, channels: int, image_size: int, num_logits: int, generator: bool) -> Pair:
-    return (MLPDiscriminator(channels * image_size * image_size, num_logits),
+    return (MLPDiscriminator(channels * image_size * image_size, num_logits, input_shift=cfg.input_shift),
             MLPGenerator((channels, image_size, image_size), cfg.z_dim) if generator else None)
 
 
