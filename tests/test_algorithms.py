@@ -252,3 +252,18 @@ def test_kplus1_consistency_is_off_by_default_and_adds_the_weighted_term_on_two_
     cons = losses.consistency(first[:, :K], second[:, :K])              # class probabilities only
     torch.testing.assert_close(terms["cons"], cons)
     torch.testing.assert_close(total, plain_total + 2.0 * cons)
+
+
+def test_kplus1_entropy_term_is_off_by_default_and_reads_the_class_outputs_of_the_first_pass():
+    torch.manual_seed(0)
+    plain = build_algorithm(MethodConfig(fm_distance="l2", name="kplus1", kplus1_consistency=2.0))
+    ent = build_algorithm(MethodConfig(fm_distance="l2", name="kplus1", kplus1_consistency=2.0, entropy_weight=0.5))
+    assert "ent" not in plain.d_terms and ent.d_terms[-1] == "ent"
+    lab, y, fake = torch.randn(B, K + 1), torch.arange(B) % K, torch.randn(B, K + 1)
+    first, second = torch.randn(B, K + 1), torch.randn(B, K + 1)
+    total, terms = ent.d_loss(lab, y, torch.cat([first, second]), fake)
+    plain_total, _ = plain.d_loss(lab, y, torch.cat([first, second]), fake)
+    p = torch.softmax(first[:, :K], dim=1)                               # the naive formula, K classes only
+    naive = -(p * p.log()).sum(1).mean()
+    torch.testing.assert_close(terms["ent"], naive)
+    torch.testing.assert_close(total, plain_total + 0.5 * naive)

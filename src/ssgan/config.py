@@ -103,7 +103,8 @@ class MethodConfig:
                                    valid=NON_NEGATIVE)
     kplus1_consistency: float = _f(0.0, "kplus1: weight of the same consistency term on the K class outputs; 0: "
                                         "off, as the recipe", valid=NON_NEGATIVE)
-    entropy_weight: float = _f(0.0, "ct: weight of the conditional entropy of p(y | x) on unlabeled images",
+    entropy_weight: float = _f(0.0, "ct and kplus1: weight of the conditional entropy of p(y | x) over the K "
+                                    "classes on unlabeled images; 0: off",
                                valid=NON_NEGATIVE)
 
 

@@ -8,6 +8,8 @@ D has K+1 outputs, the last being the real/fake output.
 With `kplus1_consistency` > 0 D also sees each unlabeled batch twice, with fresh dropout and noise,
 and is asked for the same class probabilities both times (the Pi-model term `ct` adds to `fm`):
   D loss += c * consistency(pass 1, pass 2), the real/fake term read on pass 1.
+With `entropy_weight` e > 0, D loss += e * the conditional entropy of the K class probabilities on
+the unlabeled batch (Dai et al. 2017's Ent term, as `ct` has): confident class calls off the labels.
 p_fake is read per `real_fake`: the sigmoid of the extra output alone (the recipe's code), or its
 share of the (K+1)-way softmax (Salimans et al. eq. 2), where an unlabeled real image also raises
 the class outputs' total mass. Class predictions read the K class columns only.
@@ -29,6 +31,8 @@ class KPlus1(Algorithm):
         if cfg.kplus1_consistency > 0:
             self.unl_views = 2  # logits_unl is (2B, K+1): two noisy passes of the same images
             self.d_terms = self.d_terms + ("cons",)
+        if cfg.entropy_weight > 0:
+            self.d_terms = self.d_terms + ("ent",)
 
     def num_logits(self, num_classes: int) -> int:
         return num_classes + 1
@@ -52,6 +56,9 @@ class KPlus1(Algorithm):
         if self.unl_views == 2:
             terms["cons"] = losses.consistency(self.class_logits(first), self.class_logits(logits_unl[len(first):]))
             total = total + self.cfg.kplus1_consistency * terms["cons"]
+        if self.cfg.entropy_weight > 0:
+            terms["ent"] = losses.conditional_entropy(self.class_logits(first))
+            total = total + self.cfg.entropy_weight * terms["ent"]
         return total, terms
 
     def g_loss(self, logits_fake, feat_real, feat_fake) -> tuple[torch.Tensor, Terms]:
