@@ -261,7 +261,7 @@ def test_random_flip_mirrors_each_image_or_leaves_it_only_in_training():
     assert torch.equal(RandomFlip(False).train()(x), x)
 
 
-@pytest.mark.parametrize("net, size", [("dcgan32", 32), ("cnn32", 32)])
+@pytest.mark.parametrize("net, size", [("dcgan32", 32), ("cnn32", 32), ("mlp", 32)])
 def test_flip_and_shift_add_no_weights_and_change_only_training_passes(net, size):
     torch.manual_seed(0)
     D, _ = build_nets(ModelConfig(net=net, width=0.125, input_shift=2, input_flip=True, dropout=0.0), 3, size, 5)
@@ -270,10 +270,11 @@ def test_flip_and_shift_add_no_weights_and_change_only_training_passes(net, size
     x = torch.rand(8, 3, size, size) * 2 - 1
     D.eval(), plain.eval()
     torch.testing.assert_close(D(x)[0], plain(x)[0])              # evaluation sees the images as they are
-    if net == "cnn32":                                            # cnn32's input dropout is fixed at 0.2
-        for m in list(D.modules()) + list(plain.modules()):
-            if isinstance(m, torch.nn.Dropout):
-                m.p = 0.0
+    for m in list(D.modules()) + list(plain.modules()):          # cnn32's dropout and the mlp's noise are fixed
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if hasattr(m, "sigma"):
+            m.sigma = 0.0
     D.train()
     for m in list(D.modules()) + list(plain.modules()):
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -293,7 +294,7 @@ def test_mlp_input_shift_translates_before_flattening_and_adds_no_weights():
     torch.testing.assert_close(D(x)[0], plain(x)[0])
     D.train(), plain.train()
     torch.manual_seed(1)
-    shifted = D.input_shift(x)
+    shifted = D.augment(x)
     torch.manual_seed(1)
     torch.testing.assert_close(D(x)[0], plain(shifted)[0])       # D sees the translated image
     assert not torch.allclose(D(x)[0], plain(x)[0])

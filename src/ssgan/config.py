@@ -79,7 +79,7 @@ class ModelConfig:
                              "real and generated alike (DiffAugment's translation); every net",
                         valid=NON_NEGATIVE)
     input_flip: bool = _f(False, "random left-right flip of each of D's input images in training, real and "
-                                 "generated alike (for photos, not digits); DCGAN and cnn32 nets")
+                                 "generated alike (for photos, not digits); every net")
     g_dropout: float | None = _f(None, "dropout probability in the DCGAN generator; None: the same as dropout (the "
                                        "recipe's G has it)", valid=FRACTION)
     z_dim: int = _f(100, "latent size, as in the recipe and Salimans et al.", valid=AT_LEAST_1)

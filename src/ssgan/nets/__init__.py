@@ -38,7 +38,8 @@ def _needs(net: str, size: int, image_size: int) -> None:
 
 
 def _mlp(cfg: ModelConfig, channels: int, image_size: int, num_logits: int, generator: bool) -> Pair:
-    return (MLPDiscriminator(channels * image_size * image_size, num_logits, input_shift=cfg.input_shift),
+    return (MLPDiscriminator(channels * image_size * image_size, num_logits, input_shift=cfg.input_shift,
+                             input_flip=cfg.input_flip),
             MLPGenerator((channels, image_size, image_size), cfg.z_dim) if generator else None)
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .augment import RandomShift
+from .augment import RandomFlip, RandomShift
 from .weightnorm import WNLinear
 
 
@@ -39,10 +39,11 @@ class GaussianNoise(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    def __init__(self, in_dim: int, num_logits: int, hidden=(1000, 500, 250, 250, 250), input_shift: int = 0):
+    def __init__(self, in_dim: int, num_logits: int, hidden=(1000, 500, 250, 250, 250), input_shift: int = 0,
+                 input_flip: bool = False):
         super().__init__()
-        # not in the reference: an optional random translation of the image in training (off by default)
-        self.input_shift = RandomShift(input_shift)
+        # not in the reference: optional augmentation of the image in training (off by default)
+        self.augment = nn.Sequential(RandomFlip(input_flip), RandomShift(input_shift))
         self.input_noise = GaussianNoise(0.3)
         dims = (in_dim,) + tuple(hidden)
         self.hidden = nn.ModuleList(WNLinear(a, b) for a, b in zip(dims[:-1], dims[1:]))
@@ -50,7 +51,7 @@ class MLPDiscriminator(nn.Module):
         self.head = WNLinear(dims[-1], num_logits, train_scale=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.input_noise(to_reference_scale(self.input_shift(x)).flatten(1))
+        h = self.input_noise(to_reference_scale(self.augment(x)).flatten(1))
         for i, layer in enumerate(self.hidden):
             if i:
                 h = self.noise(h)
@@ -62,7 +63,7 @@ class MLPDiscriminator(nn.Module):
     def data_init(self, x: torch.Tensor) -> None:
         """Initialise each layer on a batch passed through the noisy network, as the reference does
         (its init pass runs with the Gaussian-noise layers on, which the scales must absorb)."""
-        h = self.input_noise(to_reference_scale(self.input_shift(x)).flatten(1))
+        h = self.input_noise(to_reference_scale(self.augment(x)).flatten(1))
         for i, layer in enumerate(self.hidden):
             if i:
                 h = self.noise(h)
