@@ -45,3 +45,9 @@ class RandomFlip(nn.Module):
             return x
         flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5         # each image its own coin
         return torch.where(flip, x.flip(3), x)
+
+
+def augmentation(max_shift: int, flip: bool) -> nn.Sequential:
+    """D's optional input augmentation in training (flip, then shift); no weights, so a net's state
+    dict is the same with or without it."""
+    return nn.Sequential(RandomFlip(flip), RandomShift(max_shift))

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .augment import RandomFlip, RandomShift
+from .augment import augmentation
 from .weightnorm import WeightNormed, WNConv2d, WNConvTranspose2d, WNLinear
 
 
@@ -29,7 +29,7 @@ class CNNDiscriminator(nn.Module):
                  input_flip: bool = False):
         super().__init__()
         # optional augmentation in training (not in their code; no weights, so the state dict is the same)
-        self.augment = nn.Sequential(RandomFlip(input_flip), RandomShift(input_shift))
+        self.augment = augmentation(input_shift, input_flip)
         c1, c2 = scaled(96, width), scaled(192, width)
         spec = [(c1, 3, 1, 1), (c1, 3, 1, 1), (c1, 3, 2, 1), "dropout",
                 (c2, 3, 1, 1), (c2, 3, 1, 1), (c2, 3, 2, 1), "dropout",

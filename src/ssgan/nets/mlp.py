@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .augment import RandomFlip, RandomShift
+from .augment import augmentation
 from .weightnorm import WNLinear
 
 
@@ -43,7 +43,7 @@ class MLPDiscriminator(nn.Module):
                  input_flip: bool = False):
         super().__init__()
         # not in the reference: optional augmentation of the image in training (off by default)
-        self.augment = nn.Sequential(RandomFlip(input_flip), RandomShift(input_shift))
+        self.augment = augmentation(input_shift, input_flip)
         self.input_noise = GaussianNoise(0.3)
         dims = (in_dim,) + tuple(hidden)
         self.hidden = nn.ModuleList(WNLinear(a, b) for a, b in zip(dims[:-1], dims[1:]))
