@@ -241,7 +241,7 @@ def test_dcgan_input_shift_adds_no_weights_and_is_off_by_default():
     D, _ = build_nets(ModelConfig(net="dcgan28", width=0.125, input_shift=2), 1, 28, 5)
     plain, _ = build_nets(ModelConfig(net="dcgan28", width=0.125), 1, 28, 5)
     plain.load_state_dict(D.state_dict())
-    assert D.input_shift.max_shift == 2 and plain.input_shift.max_shift == 0
+    assert D.augment[1].max_shift == 2 and plain.augment[1].max_shift == 0
 
 
 def test_random_flip_mirrors_each_image_or_leaves_it_only_in_training():
@@ -261,10 +261,37 @@ def test_random_flip_mirrors_each_image_or_leaves_it_only_in_training():
     assert torch.equal(RandomFlip(False).train()(x), x)
 
 
+def test_random_cutout_blanks_one_square_per_image_only_in_training():
+    from ssgan.nets.augment import RandomCutout
+    torch.manual_seed(0)
+    x = torch.rand(64, 2, 12, 12, requires_grad=True)           # no pixel is -1 before the cutout
+    cut = RandomCutout(4).train()
+    y = cut(x)
+    blanked = (y == -1.0)
+    assert torch.equal(blanked[:, 0], blanked[:, 1])              # the same square in every channel
+    corners = set()
+    for i in range(64):
+        rows = blanked[i, 0].any(1).nonzero().flatten()
+        cols = blanked[i, 0].any(0).nonzero().flatten()
+        assert 1 <= len(rows) <= 4 and 1 <= len(cols) <= 4        # one square of side 4, maybe cut by the border
+        assert blanked[i, 0].sum() == len(rows) * len(cols)       # a full rectangle, nothing else
+        assert torch.equal(rows, torch.arange(rows[0], rows[0] + len(rows)))
+        assert torch.equal(y[i][~blanked[i]], x[i][~blanked[i]])  # the rest untouched
+        corners.add((int(rows[0]), int(cols[0])))
+    assert len(corners) > 20                                      # each image its own place
+    assert any(len(blanked[i, 0].any(1).nonzero()) < 4 for i in range(64))   # squares reach past the border
+    y.sum().backward()
+    assert torch.equal(x.grad, (~blanked).float())                # gradients pass where the image is kept
+    cut.eval()
+    assert torch.equal(cut(x), x)
+    assert torch.equal(RandomCutout(0).train()(x), x)
+
+
 @pytest.mark.parametrize("net, size", [("dcgan32", 32), ("cnn32", 32), ("mlp", 32)])
 def test_flip_and_shift_add_no_weights_and_change_only_training_passes(net, size):
     torch.manual_seed(0)
-    D, _ = build_nets(ModelConfig(net=net, width=0.125, input_shift=2, input_flip=True, dropout=0.0), 3, size, 5)
+    D, _ = build_nets(ModelConfig(net=net, width=0.125, input_shift=2, input_flip=True, input_cutout=8,
+                                  dropout=0.0), 3, size, 5)
     plain, _ = build_nets(ModelConfig(net=net, width=0.125, dropout=0.0), 3, size, 5)
     plain.load_state_dict(D.state_dict())                         # the same keys: checkpoints load either way
     x = torch.rand(8, 3, size, size) * 2 - 1

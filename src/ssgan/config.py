@@ -80,6 +80,9 @@ class ModelConfig:
                         valid=NON_NEGATIVE)
     input_flip: bool = _f(False, "random left-right flip of each of D's input images in training, real and "
                                  "generated alike (for photos, not digits); every net")
+    input_cutout: int = _f(0, "side in pixels of a square blanked at a random place of each of D's input images in "
+                              "training, real and generated alike (cutout, as DiffAugment); 0: off; every net",
+                           valid=NON_NEGATIVE)
     g_dropout: float | None = _f(None, "dropout probability in the DCGAN generator; None: the same as dropout (the "
                                        "recipe's G has it)", valid=FRACTION)
     z_dim: int = _f(100, "latent size, as in the recipe and Salimans et al.", valid=AT_LEAST_1)

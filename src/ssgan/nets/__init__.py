@@ -39,13 +39,13 @@ def _needs(net: str, size: int, image_size: int) -> None:
 
 def _mlp(cfg: ModelConfig, channels: int, image_size: int, num_logits: int, generator: bool) -> Pair:
     return (MLPDiscriminator(channels * image_size * image_size, num_logits, input_shift=cfg.input_shift,
-                             input_flip=cfg.input_flip),
+                             input_flip=cfg.input_flip, input_cutout=cfg.input_cutout),
             MLPGenerator((channels, image_size, image_size), cfg.z_dim) if generator else None)
 
 
 def _cnn32(cfg: ModelConfig, channels: int, image_size: int, num_logits: int, generator: bool) -> Pair:
     _needs("cnn32", 32, image_size)
-    return (CNNDiscriminator(channels, num_logits, cfg.width, cfg.input_shift, cfg.input_flip),
+    return (CNNDiscriminator(channels, num_logits, cfg.width, cfg.input_shift, cfg.input_flip, cfg.input_cutout),
             CNNGenerator(channels, cfg.z_dim, cfg.width) if generator else None)
 
 
@@ -58,7 +58,7 @@ def _dcgan(size: int | None) -> Callable[..., Pair]:
             _needs(f"dcgan{size}", size, image_size)
         g_dropout = cfg.dropout if cfg.g_dropout is None else cfg.g_dropout
         return (DCGANDiscriminator(image_size, channels, num_logits, cfg.width, cfg.dropout, cfg.input_noise,
-                                   cfg.layer_noise, cfg.input_shift, cfg.input_flip),
+                                   cfg.layer_noise, cfg.input_shift, cfg.input_flip, cfg.input_cutout),
                 DCGANGenerator(image_size, channels, cfg.z_dim, cfg.width, g_dropout) if generator else None)
     return build
 

@@ -7,6 +7,9 @@ it and D cannot win by memorising exact pixel positions. Two passes of the same 
 shifts, which also makes a consistency term compare translated views (the usual perturbation of
 the Pi-model on digits). `RandomFlip` mirrors each image left-right with probability 1/2: the
 usual augmentation of photos (CIFAR-10's Pi-model and mean-teacher runs use both), wrong for digits.
+`RandomCutout` blanks one square of each image at a random place (DeVries & Taylor 2017; DiffAugment's
+cutout, whose squares may reach past the border): D must recognise a digit or an object from part of
+it, and two passes of the same image blank different parts.
 """
 from __future__ import annotations
 
@@ -47,7 +50,26 @@ class RandomFlip(nn.Module):
         return torch.where(flip, x.flip(3), x)
 
 
-def augmentation(max_shift: int, flip: bool) -> nn.Sequential:
-    """D's optional input augmentation in training (flip, then shift); no weights, so a net's state
-    dict is the same with or without it."""
-    return nn.Sequential(RandomFlip(flip), RandomShift(max_shift))
+class RandomCutout(nn.Module):
+    def __init__(self, size: int, fill: float = -1.0):
+        super().__init__()
+        self.size = size
+        self.fill = fill
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.size == 0:
+            return x
+        B, _, H, W = x.shape
+        cy = torch.randint(0, H, (B, 1, 1, 1), device=x.device)                # centre of each square
+        cx = torch.randint(0, W, (B, 1, 1, 1), device=x.device)
+        top, left = cy - self.size // 2, cx - self.size // 2
+        rows = torch.arange(H, device=x.device).view(1, 1, H, 1)
+        cols = torch.arange(W, device=x.device).view(1, 1, 1, W)
+        inside = (rows >= top) & (rows < top + self.size) & (cols >= left) & (cols < left + self.size)
+        return x.masked_fill(inside, self.fill)                                 # (B, C, H, W)
+
+
+def augmentation(max_shift: int, flip: bool, cutout: int = 0) -> nn.Sequential:
+    """D's optional input augmentation in training (flip, shift, then cutout); no weights, so a net's
+    state dict is the same with or without it."""
+    return nn.Sequential(RandomFlip(flip), RandomShift(max_shift), RandomCutout(cutout))

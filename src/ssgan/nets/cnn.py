@@ -26,10 +26,10 @@ def scaled(channels: int, width: float) -> int:
 
 class CNNDiscriminator(nn.Module):
     def __init__(self, channels: int, num_logits: int, width: float = 1.0, input_shift: int = 0,
-                 input_flip: bool = False):
+                 input_flip: bool = False, input_cutout: int = 0):
         super().__init__()
         # optional augmentation in training (not in their code; no weights, so the state dict is the same)
-        self.augment = augmentation(input_shift, input_flip)
+        self.augment = augmentation(input_shift, input_flip, input_cutout)
         c1, c2 = scaled(96, width), scaled(192, width)
         spec = [(c1, 3, 1, 1), (c1, 3, 1, 1), (c1, 3, 2, 1), "dropout",
                 (c2, 3, 1, 1), (c2, 3, 1, 1), (c2, 3, 2, 1), "dropout",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .augment import RandomFlip, RandomShift
+from .augment import augmentation
 from .mlp import GaussianNoise
 
 # Per input size: D's conv layers as (out_channels, kernel, stride, padding) and G's transposed
@@ -35,10 +35,9 @@ def scaled(channels: int, width: float) -> int:
 class DCGANDiscriminator(nn.Module):
     def __init__(self, image_size: int, channels: int, num_logits: int, width: float = 1.0,
                  dropout: float = 0.3, input_noise: float = 0.0, layer_noise: float = 0.0, input_shift: int = 0,
-                 input_flip: bool = False):
+                 input_flip: bool = False, input_cutout: int = 0):
         super().__init__()
-        self.input_shift = RandomShift(input_shift)  # no weights: the state dict is the same with or without
-        self.input_flip = RandomFlip(input_flip)
+        self.augment = augmentation(input_shift, input_flip, input_cutout)  # no weights: the same state dict
         # Gaussian noise on the input in training, in [0, 1] pixel units like the mlp's (its std on our
         # [-1, 1] scale is twice that): with few labels D's main regulariser in Salimans et al.'s code.
         # `layer_noise` adds Gaussian noise to every hidden block's output too, as their MNIST D does
@@ -62,7 +61,7 @@ class DCGANDiscriminator(nn.Module):
         self.head = nn.Linear(c_in, num_logits)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.input_noise(self.input_shift(self.input_flip(x)))
+        x = self.input_noise(self.augment(x))
         features = self.body(x).mean(dim=(2, 3))         # global average pooling: (B, F)
         return self.head(features), features           # (B, num_logits), (B, F)
 

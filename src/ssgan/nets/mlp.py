@@ -40,10 +40,10 @@ class GaussianNoise(nn.Module):
 
 class MLPDiscriminator(nn.Module):
     def __init__(self, in_dim: int, num_logits: int, hidden=(1000, 500, 250, 250, 250), input_shift: int = 0,
-                 input_flip: bool = False):
+                 input_flip: bool = False, input_cutout: int = 0):
         super().__init__()
         # not in the reference: optional augmentation of the image in training (off by default)
-        self.augment = augmentation(input_shift, input_flip)
+        self.augment = augmentation(input_shift, input_flip, input_cutout)
         self.input_noise = GaussianNoise(0.3)
         dims = (in_dim,) + tuple(hidden)
         self.hidden = nn.ModuleList(WNLinear(a, b) for a, b in zip(dims[:-1], dims[1:]))
