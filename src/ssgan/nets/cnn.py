@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .augment import augmentation
+from .dropout import Dropout
 from .weightnorm import WeightNormed, WNConv2d, WNConvTranspose2d, WNLinear
 
 
@@ -34,11 +35,11 @@ class CNNDiscriminator(nn.Module):
         spec = [(c1, 3, 1, 1), (c1, 3, 1, 1), (c1, 3, 2, 1), "dropout",
                 (c2, 3, 1, 1), (c2, 3, 1, 1), (c2, 3, 2, 1), "dropout",
                 (c2, 3, 1, 0), (c2, 1, 1, 0), (c2, 1, 1, 0)]
-        layers: list[nn.Module] = [nn.Dropout(0.2)]
+        layers: list[nn.Module] = [Dropout(0.2)]
         c_in = channels
         for s in spec:
             if s == "dropout":
-                layers.append(nn.Dropout(0.5))
+                layers.append(Dropout(0.5))
                 continue
             c, k, stride, pad = s
             layers += [WNConv2d(c_in, c, k, stride, pad), nn.LeakyReLU(0.2)]

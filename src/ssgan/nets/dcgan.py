@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from .augment import augmentation
+from .dropout import Dropout
 from .mlp import GaussianNoise
 
 # Per input size: D's conv layers as (out_channels, kernel, stride, padding) and G's transposed
@@ -53,7 +54,7 @@ class DCGANDiscriminator(nn.Module):
             if not first and not last:
                 layers.append(nn.BatchNorm2d(c))
             if not last:  # no dropout on the layer whose pooled output is matched by G
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
                 if layer_noise > 0:  # only when set, so the default net's state-dict keys stay as they were
                     layers.append(GaussianNoise(layer_noise))
             c_in = c
@@ -75,7 +76,7 @@ class DCGANGenerator(nn.Module):
         c_in = z_dim
         for c, k, s, p in G_LAYERS[image_size]:
             c = scaled(c, width)
-            layers += [nn.ConvTranspose2d(c_in, c, k, s, p), nn.ReLU(), nn.BatchNorm2d(c), nn.Dropout(dropout)]
+            layers += [nn.ConvTranspose2d(c_in, c, k, s, p), nn.ReLU(), nn.BatchNorm2d(c), Dropout(dropout)]
             c_in = c
         layers += [nn.ConvTranspose2d(c_in, channels, 4, 2, 1), nn.Tanh()]
         self.body = nn.Sequential(*layers)

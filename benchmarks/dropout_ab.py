@@ -1,0 +1,84 @@
+"""Does ssgan's CPU dropout (four coins per 64-bit draw, `ssgan.nets.dropout`) speed up the
+training step? An A/B in one process against `nn.Dropout`'s own forward (`bernoulli_`).
+
+One step setup per shipped config, batch 100, fp32, the config's net and method; the two dropout
+forwards alternate in rounds of a few steps, so machine noise hits both alike. Prints the CPU model,
+the thread count and the median ms per step of each, and writes JSON.
+
+    python benchmarks/dropout_ab.py [--threads 1] [--rounds 8]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ssgan import config as C
+from ssgan.algorithms import build_algorithm
+from ssgan.files import atomic_write_text
+from ssgan.nets import build_nets, dropout, settle, to_layout
+from ssgan.tracking import cpu_model
+from ssgan.training.step import d_step, g_step, make_step_parts
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = [  # (config, image size, channels)
+    ("configs/mnist_kplus1_dcgan_ent.yaml", 28, 1),   # the K+1 DCGAN at width 0.25
+    ("configs/cifar10_fm_cpu.yaml", 32, 3),           # cnn32 at width 0.25
+]
+
+
+def make_step(config: str, size: int, channels: int):
+    cfg = settle(C.build([str(ROOT / config)]), channels, size)
+    torch.manual_seed(0)
+    algo = build_algorithm(cfg.method)
+    D, G = build_nets(cfg.model, channels, size, algo.num_logits(10))
+    D, G = to_layout(D, cfg.train.channels_last), to_layout(G, cfg.train.channels_last)  # as training does
+    parts = make_step_parts(cfg, algo, D, G, torch.device("cpu"))
+    x = lambda: torch.rand(100, channels, size, size) * 2 - 1  # noqa: E731
+    x_lab, y_lab, x_unl, x_unl_g = x(), torch.randint(0, 10, (100,)), x(), x()
+    return lambda: d_step(parts, x_lab, y_lab, x_unl) + g_step(parts, x_unl_g)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=5, help="steps per round and variant")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dropout_ab.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    forwards = {"nn.Dropout (bernoulli_)": torch.nn.Dropout.forward, "ssgan Dropout": dropout.Dropout.forward}
+    print(f"CPU {cpu_model()}, {args.threads} thread(s), torch {torch.__version__}")
+    rows = []
+    try:
+        for config, size, channels in CASES:
+            step = make_step(config, size, channels)
+            for _ in range(3):
+                step()
+            times = {name: [] for name in forwards}
+            for _ in range(args.rounds):
+                for name, forward in forwards.items():
+                    dropout.Dropout.forward = forward
+                    step()                                           # one untimed step after the switch
+                    t = time.perf_counter()
+                    for _ in range(args.steps):
+                        step()
+                    times[name].append((time.perf_counter() - t) / args.steps * 1e3)
+            ms = {name: statistics.median(v) for name, v in times.items()}
+            plain, fast = ms["nn.Dropout (bernoulli_)"], ms["ssgan Dropout"]
+            rows.append({"config": config, "ms_per_step": ms, "speedup": plain / fast})
+            print(f"{config:40s} nn.Dropout {plain:7.1f} ms/step   ssgan Dropout {fast:7.1f} ms/step   "
+                  f"{plain / fast:.2f}x")
+    finally:
+        dropout.Dropout.forward = forwards["ssgan Dropout"]
+    atomic_write_text(Path(args.out), json.dumps({"cpu": cpu_model(), "threads": args.threads,
+                                                  "torch": torch.__version__, "rows": rows}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

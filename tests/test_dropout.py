@@ -1,0 +1,56 @@
+"""The CPU dropout's mask: the asked keep probability, independent coins, exact expectation, the
+gradient of a mask, any memory layout, and nn.Dropout's behaviour wherever it defers to it."""
+import pytest
+import torch
+
+from ssgan.nets.dropout import Dropout, keep_mask
+
+
+def test_mask_keeps_each_element_with_the_asked_probability_independently():
+    torch.manual_seed(0)
+    x = torch.empty(1000, 4, 25, 10)                               # 1e6 elements
+    mask, keep = keep_mask(x, 0.7)
+    assert mask.shape == x.shape and mask.dtype == torch.bool
+    assert abs(keep - 0.7) < 1 / 65536
+    flat = mask.flatten().float()
+    assert abs(flat.mean().item() - keep) < 0.002                  # 4.6 standard errors
+    for k in range(4):                                             # each quarter of the 64-bit draws
+        assert abs(flat[k::4].mean().item() - keep) < 0.004
+    a, b = flat[:-1] - keep, flat[1:] - keep                       # neighbours are uncorrelated
+    assert abs((a * b).mean().item() / (keep * (1 - keep))) < 0.01
+
+
+def test_output_is_x_scaled_or_zero_with_an_unbiased_mean_and_a_mask_gradient():
+    torch.manual_seed(0)
+    drop = Dropout(0.3).train()
+    x = (torch.rand(64, 8, 6, 6) + 0.5).requires_grad_()
+    y = drop(x)
+    ratio = (y / x).detach()
+    kept = ratio > 0
+    scale = ratio[kept]
+    assert torch.allclose(scale, torch.full_like(scale, scale[0].item())) and abs(scale[0].item() - 1 / 0.7) < 1e-4
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() * scale[0])    # gradients flow through the kept elements only
+    ones = torch.ones(200_000)
+    assert abs(torch.stack([drop(ones) for _ in range(20)]).mean().item() - 1.0) < 0.003   # E[dropout(x)] = x
+
+
+def test_channels_last_input_keeps_its_layout_and_same_seed_gives_same_masks():
+    x = torch.rand(16, 8, 5, 5).contiguous(memory_format=torch.channels_last) + 0.5
+    drop = Dropout(0.5).train()
+    torch.manual_seed(3)
+    y1 = drop(x)
+    torch.manual_seed(3)
+    y2 = drop(x)
+    assert torch.equal(y1, y2)
+    assert y1.is_contiguous(memory_format=torch.channels_last)
+    assert set(torch.unique((y1 / x).round(decimals=4)).tolist()) <= {0.0, 2.0}
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_defers_to_nn_dropout_in_eval_and_at_the_ends(p):
+    x = torch.rand(10, 3, 4, 4) + 0.5
+    assert torch.equal(Dropout(0.3).eval()(x), x)
+    out = Dropout(p).train()(x)
+    assert torch.equal(out, x if p == 0 else torch.zeros_like(x))
+    assert isinstance(Dropout(0.3), torch.nn.Dropout)             # state dicts and `isinstance` checks as before
