@@ -1,7 +1,7 @@
 """Does ssgan's CPU dropout (four coins per 64-bit draw, `ssgan.nets.dropout`) speed up the
 training step? An A/B in one process against `nn.Dropout`'s own forward (`bernoulli_`).
 
-One step setup per shipped config, batch 100, fp32, the config's net and method; the two dropout
+One step setup per shipped config at its batch size, fp32, the config's net and method; the two dropout
 forwards alternate in rounds of a few steps, so machine noise hits both alike. Prints the CPU model,
 the thread count and the median ms per step of each, and writes JSON.
 
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = [  # (config, image size, channels)
     ("configs/mnist_kplus1_dcgan_ent.yaml", 28, 1),   # the K+1 DCGAN at width 0.25
     ("configs/cifar10_fm_cpu.yaml", 32, 3),           # cnn32 at width 0.25
+    ("configs/seed.yaml", 64, 1),                     # the recipe: dcgan64 at full width, batch 128
 ]
 
 
@@ -38,8 +39,9 @@ def make_step(config: str, size: int, channels: int):
     D, G = build_nets(cfg.model, channels, size, algo.num_logits(10))
     D, G = to_layout(D, cfg.train.channels_last), to_layout(G, cfg.train.channels_last)  # as training does
     parts = make_step_parts(cfg, algo, D, G, torch.device("cpu"))
-    x = lambda: torch.rand(100, channels, size, size) * 2 - 1  # noqa: E731
-    x_lab, y_lab, x_unl, x_unl_g = x(), torch.randint(0, 10, (100,)), x(), x()
+    b = cfg.train.batch_size
+    x = lambda: torch.rand(b, channels, size, size) * 2 - 1  # noqa: E731
+    x_lab, y_lab, x_unl, x_unl_g = x(), torch.randint(0, 10, (b,)), x(), x()
     return lambda: d_step(parts, x_lab, y_lab, x_unl) + g_step(parts, x_unl_g)
 
 
@@ -48,6 +50,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5, help="steps per round and variant")
+    parser.add_argument("--cases", default=",".join(str(i) for i in range(len(CASES))),
+                        help="indices into CASES, comma-separated (2: the recipe, ~10 s per step on one thread)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dropout_ab.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -55,7 +59,7 @@ def main() -> None:
     print(f"CPU {cpu_model()}, {args.threads} thread(s), torch {torch.__version__}")
     rows = []
     try:
-        for config, size, channels in CASES:
+        for config, size, channels in [CASES[int(i)] for i in args.cases.split(",")]:
             step = make_step(config, size, channels)
             for _ in range(3):
                 step()
