@@ -14,6 +14,7 @@ import torch
 from ssgan import config as C
 from ssgan.algorithms import build_algorithm
 from ssgan.nets import build_nets, settle
+from ssgan.training.run import make_ema
 from ssgan.training.step import DiscriminatorPass, d_step, frozen_bn_stats, g_step, make_step_parts
 
 
@@ -96,3 +97,62 @@ def test_ct_step_sees_two_differently_noised_passes_of_the_unlabeled_batch():
         if hasattr(m, "sigma"):
             m.sigma = 0.0
     assert d_step(parts, x, torch.arange(8) % 4, x)[2].item() == 0.0   # without noise they agree
+
+
+def _teacher_parts(method: str, **over):
+    torch.manual_seed(0)
+    overrides = {"method.name": method, "model.net": "dcgan28", "model.width": 0.125, "model.dropout": 0.0,
+                 "data.image_size": 28, "method.teacher": "ema", "method.kplus1_consistency": 5.0, **over}
+    cfg = settle(C.build(overrides=overrides), 1, 28)
+    cfg.train.batch_size = 8
+    algo = build_algorithm(cfg.method)
+    D, G = build_nets(cfg.model, 1, 28, algo.num_logits(4))
+    ema = make_ema(D, 0.999)
+    return make_step_parts(cfg, algo, D, G, torch.device("cpu"), ema=ema), algo, D, ema
+
+
+@pytest.mark.parametrize("method", ["kplus1", "ct"])
+def test_ema_teacher_gives_the_second_view_without_gradients_or_bn_updates(method):
+    parts, algo, D, ema = _teacher_parts(method)
+    D.train(), ema.module.eval()                                   # as training leaves them
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    with torch.no_grad(), frozen_bn_stats(ema.module):           # no dropout, noise or shift: deterministic
+        expected = ema.module.train()(x)[0]
+    ema.module.eval()
+    stats = {k: v.clone() for k, v in ema.module.state_dict().items() if "running" in k}
+    seen = {}
+    d_loss = algo.d_loss
+
+    def spy(logits_lab, y_lab, logits_unl, logits_fake):
+        seen["unl"] = logits_unl.detach()
+        halves = logits_unl.chunk(2)
+        params = [p for p in D.parameters()]
+        seen["grads"] = [torch.autograd.grad(h.sum(), params, allow_unused=True, retain_graph=True) for h in halves]
+        return d_loss(logits_lab, y_lab, logits_unl, logits_fake)
+
+    algo.d_loss = spy
+    real_update = ema.update_parameters
+    ema.update_parameters = lambda model: None                     # look at the teacher pass alone
+    x_lab = torch.rand(8, 1, 28, 28) * 2 - 1                      # other images: D's real batch has other BN statistics
+    d_step(parts, x_lab, torch.arange(8) % 4, x)
+    ema.update_parameters = real_update
+    first, second = seen["unl"].chunk(2)
+    assert first.shape == second.shape == expected.shape           # D passes the unlabeled batch once
+    torch.testing.assert_close(second, expected)                   # the second view is the teacher's
+    reaches = [any(g is not None and g.abs().sum() > 0 for g in grads) for grads in seen["grads"]]
+    assert reaches == [True, False]                                # the term trains the student only
+    assert not ema.module.training                                 # the teacher goes back to evaluation mode
+    for k, v in ema.module.state_dict().items():
+        if "running" in k:
+            assert torch.equal(v, stats[k]), f"the teacher pass moved {k}"
+
+
+def test_ema_teacher_needs_an_ema():
+    from ssgan.errors import ConfigError
+    with pytest.raises(ConfigError, match="train.ema"):
+        C.build(overrides={"method.name": "kplus1", "method.teacher": "ema", "train.ema": None})
+    cfg = settle(C.build(overrides={"method.name": "ct", "model.net": "mlp", "method.teacher": "ema"}), 1, 28)
+    algo = build_algorithm(cfg.method)
+    D, G = build_nets(cfg.model, 1, 28, algo.num_logits(10))
+    with pytest.raises(ConfigError, match="method.teacher=ema"):
+        make_step_parts(cfg, algo, D, G, torch.device("cpu"))     # a caller that forgot the EMA is told

@@ -109,6 +109,10 @@ class MethodConfig:
     entropy_weight: float = _f(0.0, "ct and kplus1: weight of the conditional entropy of p(y | x) over the K "
                                     "classes on unlabeled images; 0: off",
                                valid=NON_NEGATIVE)
+    teacher: str = _f("self", "ct and kplus1: where the consistency term's second view comes from: self (a second "
+                              "noisy pass of D, the Pi-model) or ema (a noisy pass of the EMA of D, without "
+                              "gradients: the mean teacher of Tarvainen & Valpola 2017; needs train.ema)",
+                      ("self", "ema"))
 
 
 @dataclass
@@ -342,6 +346,8 @@ def validate(cfg: Config) -> None:
                 raise ConfigError(f"{section}.{f.name}={value!r} must be {valid[1]}")
     if sum(getattr(cfg.data, k) is not None for k in LABEL_KEYS) > 1:
         raise ConfigError("give the labels one way: data.labels, data.labels_per_class or data.labeled_rate")
+    if cfg.method.teacher == "ema" and not cfg.train.ema:
+        raise ConfigError("method.teacher=ema needs an EMA of D (train.ema, e.g. 0.999); got train.ema=None")
 
 
 def help_lines() -> list[tuple[str, str, str]]:

@@ -6,6 +6,8 @@ of the same real images. Our D's noise (the mlp's Gaussian noise, the conv nets'
 pass differ, so D sees each unlabeled batch twice and is asked to give it the same class
 probabilities both times: the Pi-model of Laine & Aila (2017) inside the GAN. Optionally, the
 conditional entropy of p(y | x) on unlabeled images is minimised too (Dai et al. 2017's Ent term).
+With `teacher` = ema the second pass is the EMA of D's, without gradients (the mean teacher of
+Tarvainen & Valpola 2017, built by the step).
   D loss = fm's D loss (on the first pass) + c * consistency(pass 1, pass 2) + e * entropy(pass 1)
   G loss = feature matching, as fm
 """

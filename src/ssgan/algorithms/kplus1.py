@@ -8,6 +8,8 @@ D has K+1 outputs, the last being the real/fake output.
 With `kplus1_consistency` > 0 D also sees each unlabeled batch twice, with fresh dropout and noise,
 and is asked for the same class probabilities both times (the Pi-model term `ct` adds to `fm`):
   D loss += c * consistency(pass 1, pass 2), the real/fake term read on pass 1.
+With `teacher` = ema the second view is a noisy pass of the EMA of D instead, without gradients
+(the mean teacher, Tarvainen & Valpola 2017): the step builds it, this loss reads it the same way.
 With `entropy_weight` e > 0, D loss += e * the conditional entropy of the K class probabilities on
 the unlabeled batch (Dai et al. 2017's Ent term, as `ct` has): confident class calls off the labels.
 p_fake is read per `real_fake`: the sigmoid of the extra output alone (the recipe's code), or its

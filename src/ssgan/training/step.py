@@ -18,6 +18,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from ..algorithms import Algorithm
 from ..config import Config, OptimConfig
+from ..errors import ConfigError
 
 
 @contextlib.contextmanager
@@ -88,6 +89,7 @@ class StepParts:
     G_fwd: nn.Module | None = None    # G, DDP-wrapped when distributed
     opt_g: torch.optim.Optimizer | None = None
     ema: AveragedModel | None = None  # updated after every D step
+    teacher: nn.Module | None = None  # method.teacher=ema: the EMA's module gives the consistency term's second view
     amp: bool = False                 # bf16 autocast
     g_steps: int = 1
     d_params: list[torch.Tensor] = field(init=False)
@@ -105,9 +107,14 @@ def make_step_parts(cfg: Config, algo: Algorithm, D: nn.Module, G: nn.Module | N
     trainable = lambda net: [p for p in net.parameters() if p.requires_grad]  # noqa: E731
     wrap = (lambda m: DDP(m, device_ids=[device.index] if device.type == "cuda" else None)) if distributed \
         else (lambda m: m)
+    teacher = None
+    if cfg.method.teacher == "ema" and algo.unl_views == 2:
+        if ema is None:
+            raise ConfigError("method.teacher=ema needs the EMA of D (train.ema), and none was given")
+        teacher = ema.module
     parts = StepParts(algo=algo, D=D, d_pass=wrap(DiscriminatorPass(D)), opt_d=optimizer(trainable(D), cfg.optim.lr),
-                      device=device, batch_size=cfg.train.batch_size, ema=ema, amp=cfg.train.amp == "bf16",
-                      g_steps=cfg.optim.g_steps)
+                      device=device, batch_size=cfg.train.batch_size, ema=ema, teacher=teacher,
+                      amp=cfg.train.amp == "bf16", g_steps=cfg.optim.g_steps)
     if G is not None:
         parts.G, parts.G_fwd = G, wrap(G)
         parts.opt_g = optimizer(trainable(G), cfg.optim.g_lr or cfg.optim.lr)
@@ -116,6 +123,19 @@ def make_step_parts(cfg: Config, algo: Algorithm, D: nn.Module, G: nn.Module | N
 
 def _float(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.float()
+
+
+def teacher_logits(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The mean teacher's view of `x`: the EMA of D in training mode, so with its own dropout, noise
+    and augmentation, as Tarvainen & Valpola's teacher; no gradients, and its batch norm normalises
+    with the batch's statistics without touching the running statistics evaluation uses."""
+    was = teacher.training
+    teacher.train()
+    try:
+        with torch.no_grad(), frozen_bn_stats(teacher):
+            return teacher(x)[0]
+    finally:
+        teacher.train(was)
 
 
 def d_step(p: StepParts, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.Tensor | None = None
@@ -131,9 +151,13 @@ def d_step(p: StepParts, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
         else:
             with torch.no_grad():  # no graph through G here (and DDP expects no backward for this call)
                 x_fake = p.G_fwd(p.G.sample_z(p.batch_size, p.device))               # (B, C, H, W)
-            views = p.algo.unl_views  # a method with a consistency term sees x_unl twice, with fresh noise
+            # a method with a consistency term sees x_unl twice, with fresh noise: both passes through D
+            # (the Pi-model), or the second through the EMA teacher, without gradients (the mean teacher)
+            views = 1 if p.teacher is not None else p.algo.unl_views
             logits_real, logits_fake = p.d_pass(torch.cat([x_lab] + [x_unl] * views), x_fake)
             logits_lab, logits_unl = logits_real.split([len(x_lab), views * len(x_unl)])  # (B, K), (vB, K)
+            if p.teacher is not None:
+                logits_unl = torch.cat([logits_unl, teacher_logits(p.teacher, x_unl)])       # (2B, K)
     d_loss, terms = p.algo.d_loss(logits_lab.float(), y_lab, _float(logits_unl), _float(logits_fake))
     p.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
