@@ -26,8 +26,8 @@ def keep_mask(x: torch.Tensor, keep: float) -> tuple[torch.Tensor, float]:
 
 class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
-        if not self.training or not 0 < self.p < 1 or x.device.type != "cpu" or not dense or self.inplace:
+        if not self.training or not 0 < self.p < 1 or x.device.type != "cpu" or self.inplace or not (
+                x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):   # layouts keep_mask can mirror
             return super().forward(x)
         mask, keep = keep_mask(x, 1 - self.p)
         return x.mul(mask).mul_(1 / keep)   # the bool mask promotes inside the kernel; backward saves it
