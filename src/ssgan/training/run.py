@@ -7,6 +7,7 @@ unlabeled streams and no G optimiser); the loop never asks again. `Run.state_dic
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -145,7 +146,9 @@ class Run:
             self.losses, self.step = torch.zeros(self.steps_per_epoch, len(self.term_names)), 0
         for sched in self.schedulers:  # the rate is a function of the position: seek to it
             sched.last_epoch = self.epoch * self.steps_per_epoch + self.step - 1
-            sched.step()
+            with warnings.catch_warnings():  # stepping before the optimiser is the point of a seek
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
+                sched.step()
         torch.set_rng_state(s["rng"]["torch"])
         if s["rng"]["cuda"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(s["rng"]["cuda"])
