@@ -225,6 +225,41 @@ def test_consistency_and_entropy_match_naive_formulas():
     assert losses.conditional_entropy(torch.zeros(2, K)).item() == pytest.approx(math.log(K))
 
 
+def test_pseudo_label_term_matches_its_naive_formula_and_only_the_first_view_gets_gradient():
+    a = torch.tensor([[0.1, 0.2, -0.3, 0.0], [1.0, 0.0, 0.5, -1.0], [0.0, 0.3, 0.0, 0.1]],
+                     dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([[9.0, 0.0, 0.0, 0.0], [0.0, 0.4, 0.0, 0.3], [0.0, 0.0, 0.0, 8.0]],
+                     dtype=torch.float64, requires_grad=True)     # confident, unsure, confident
+    naive = 0.0
+    for i in range(3):
+        pb = [math.exp(v) for v in b[i].tolist()]
+        conf, cls = max(pb) / sum(pb), pb.index(max(pb))
+        if conf >= 0.95:
+            naive += -(a[i, cls].item() - math.log(sum(math.exp(v) for v in a[i].tolist())))
+    naive /= 3                                                      # averaged over the whole batch
+    loss = losses.pseudo_label(a, b, 0.95)
+    assert loss.item() == pytest.approx(naive, rel=1e-12) and naive > 0
+    loss.backward()
+    assert b.grad is None and a.grad[1].abs().sum() == 0 and a.grad[0].abs().sum() > 0  # unsure row: no pull
+    assert losses.pseudo_label(a, b, 0.9999999).item() == 0.0       # nothing that confident: no term
+
+
+def test_pseudo_threshold_switches_the_consistency_term_of_ct_and_kplus1_and_needs_one():
+    torch.manual_seed(0)
+    first, second = torch.randn(B, K + 1) * 4, torch.randn(B, K + 1) * 4
+    ct = build_algorithm(MethodConfig(fm_distance="l2", name="ct", pseudo_threshold=0.6))
+    _, terms = ct.d_loss(torch.randn(B, K), torch.arange(B) % K, torch.cat([first[:, :K], second[:, :K]]),
+                         torch.randn(B, K))
+    torch.testing.assert_close(terms["cons"], losses.pseudo_label(first[:, :K], second[:, :K], 0.6))
+    kp = build_algorithm(MethodConfig(fm_distance="l2", name="kplus1", kplus1_consistency=2.0, pseudo_threshold=0.6))
+    _, terms = kp.d_loss(torch.randn(B, K + 1), torch.arange(B) % K, torch.cat([first, second]), torch.randn(B, K + 1))
+    torch.testing.assert_close(terms["cons"], losses.pseudo_label(first[:, :K], second[:, :K], 0.6))
+    assert terms["cons"] != losses.consistency(first[:, :K], second[:, :K])
+    for cfg in (MethodConfig(name="fm", pseudo_threshold=0.95), MethodConfig(name="kplus1", pseudo_threshold=0.95)):
+        with pytest.raises(ConfigError, match="pseudo_threshold"):
+            build_algorithm(cfg)
+
+
 def test_ct_d_loss_is_fm_on_the_first_pass_plus_weighted_consistency_and_entropy():
     torch.manual_seed(0)
     ct = build_algorithm(MethodConfig(fm_distance="l2", name="ct", consistency_weight=3.0, entropy_weight=0.5))

@@ -51,12 +51,14 @@ def sgd(params):
     return torch.optim.SGD(params, lr=0.1)
 
 
-@pytest.mark.parametrize("method,net,size", [("fm", "mlp", 16), ("kplus1", "mlp", 16), ("kplus1", "dcgan28", 28),
-                                             ("ct", "mlp", 16), ("ct", "dcgan28", 28)])
-def test_fast_step_equals_plain_step(method, net, size):
+@pytest.mark.parametrize("method,net,size,extra", [
+    ("fm", "mlp", 16, {}), ("kplus1", "mlp", 16, {}), ("kplus1", "dcgan28", 28, {}), ("ct", "mlp", 16, {}),
+    ("ct", "dcgan28", 28, {}), ("ct", "mlp", 16, {"method.pseudo_threshold": 0.01}),   # every row a pseudo-label
+])
+def test_fast_step_equals_plain_step(method, net, size, extra):
     torch.manual_seed(0)
     cfg = settle(C.build(overrides={"method.name": method, "model.net": net, "model.width": 0.125,
-                                    "model.dropout": 0.0, "data.image_size": size}), 1, size)
+                                    "model.dropout": 0.0, "data.image_size": size, **extra}), 1, size)
     algo = build_algorithm(cfg.method)
     D, G = build_nets(cfg.model, 1, size, algo.num_logits(4))
     for m in D.modules():  # the MLP's Gaussian noise draws in a different order when batches are concatenated

@@ -109,6 +109,11 @@ class MethodConfig:
     entropy_weight: float = _f(0.0, "ct and kplus1: weight of the conditional entropy of p(y | x) over the K "
                                     "classes on unlabeled images; 0: off",
                                valid=NON_NEGATIVE)
+    pseudo_threshold: float = _f(0.0, "ct and kplus1: 0: the consistency term is the squared distance of the two "
+                                      "views' class probabilities; > 0: it is the cross-entropy of the first view "
+                                      "against the second's arg-max class where that class's probability is at "
+                                      "least this (pseudo-labels; FixMatch, Sohn et al. 2020, uses 0.95)",
+                                 valid=FRACTION)
     teacher: str = _f("self", "ct and kplus1: where the consistency term's second view comes from: self (a second "
                               "noisy pass of D, the Pi-model) or ema (a noisy pass of the EMA of D, without "
                               "gradients: the mean teacher of Tarvainen & Valpola 2017; needs train.ema)",

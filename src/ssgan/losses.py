@@ -71,6 +71,18 @@ def consistency(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
     return (F.softmax(logits_a, dim=1) - F.softmax(logits_b, dim=1)).square().sum(1).mean()
 
 
+def pseudo_label(logits: torch.Tensor, logits_target: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Cross-entropy of `logits` against the arg-max class of the other view, `logits_target` (no
+    gradient through it), counted only where that class's probability is at least `threshold`, and
+    averaged over the whole batch: the pseudo-label form of the consistency term (Lee 2013; FixMatch,
+    Sohn et al. 2020, threshold 0.95). Unlike the squared distance, it asks a confident view to be
+    copied with full confidence, and ignores views that are still unsure."""
+    with torch.no_grad():
+        conf, target = F.softmax(logits_target.float(), dim=1).max(1)
+        mask = (conf >= threshold).to(logits.dtype)
+    return (F.cross_entropy(logits, target, reduction="none") * mask).mean()
+
+
 def conditional_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Mean entropy of p(y | x) over the K classes: minimised on unlabeled images it pushes decision
     boundaries away from them (Grandvalet & Bengio 2005; Dai et al. 2017's Ent term)."""

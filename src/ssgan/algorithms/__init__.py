@@ -20,4 +20,8 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
 def build_algorithm(cfg: MethodConfig) -> Algorithm:
     if cfg.name not in ALGORITHMS:
         raise ConfigError(f"unknown method '{cfg.name}'; valid: {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[cfg.name](cfg)
+    algo = ALGORITHMS[cfg.name](cfg)
+    if cfg.pseudo_threshold > 0 and algo.unl_views != 2:
+        raise ConfigError(f"method.pseudo_threshold={cfg.pseudo_threshold} sets the form of a consistency term, and "
+                          f"'{cfg.name}' has none here (use ct, or kplus1 with method.kplus1_consistency > 0)")
+    return algo

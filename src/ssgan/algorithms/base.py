@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import losses
 from ..config import MethodConfig
 
 Terms = dict[str, torch.Tensor]
@@ -35,3 +36,11 @@ class Algorithm:
     def g_loss(self, logits_fake: torch.Tensor, feat_real: torch.Tensor,
                feat_fake: torch.Tensor) -> tuple[torch.Tensor, Terms]:
         raise NotImplementedError
+
+    def consistency(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """The consistency term between two views' class logits (B, K): the squared distance of their
+        probabilities, or with `pseudo_threshold` > 0 the first view against the second's confident
+        class calls (the second is the mean teacher's view when there is one)."""
+        if self.cfg.pseudo_threshold > 0:
+            return losses.pseudo_label(first, second, self.cfg.pseudo_threshold)
+        return losses.consistency(first, second)

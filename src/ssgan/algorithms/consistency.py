@@ -7,7 +7,8 @@ pass differ, so D sees each unlabeled batch twice and is asked to give it the sa
 probabilities both times: the Pi-model of Laine & Aila (2017) inside the GAN. Optionally, the
 conditional entropy of p(y | x) on unlabeled images is minimised too (Dai et al. 2017's Ent term).
 With `teacher` = ema the second pass is the EMA of D's, without gradients (the mean teacher of
-Tarvainen & Valpola 2017, built by the step).
+Tarvainen & Valpola 2017, built by the step). With `pseudo_threshold` > 0 the term is the first
+pass's cross-entropy against the second's confident class calls (FixMatch's form).
   D loss = fm's D loss (on the first pass) + c * consistency(pass 1, pass 2) + e * entropy(pass 1)
   G loss = feature matching, as fm
 """
@@ -26,7 +27,7 @@ class Consistency(FeatureMatching):
         first, second = logits_unl.chunk(2)
         sup = losses.supervised_ce(logits_lab, y_lab)
         unl = losses.implicit_fake_unsupervised(first, logits_fake)
-        cons = losses.consistency(first, second)
+        cons = self.consistency(first, second)
         ent = losses.conditional_entropy(first)
         total = (
             sup

@@ -7,7 +7,8 @@ D has K+1 outputs, the last being the real/fake output.
          + b * feature matching of D's pooled features
 With `kplus1_consistency` > 0 D also sees each unlabeled batch twice, with fresh dropout and noise,
 and is asked for the same class probabilities both times (the Pi-model term `ct` adds to `fm`):
-  D loss += c * consistency(pass 1, pass 2), the real/fake term read on pass 1.
+  D loss += c * consistency(pass 1, pass 2), the real/fake term read on pass 1; with
+`pseudo_threshold` > 0 the term is pass 1's cross-entropy against pass 2's confident class calls.
 With `teacher` = ema the second view is a noisy pass of the EMA of D instead, without gradients
 (the mean teacher, Tarvainen & Valpola 2017): the step builds it, this loss reads it the same way.
 With `entropy_weight` e > 0, D loss += e * the conditional entropy of the K class probabilities on
@@ -56,7 +57,7 @@ class KPlus1(Algorithm):
         total = sup + self.cfg.unsup_weight * (unl_real + unl_fake)
         terms = {"sup": sup, "unl_real": unl_real, "unl_fake": unl_fake}
         if self.unl_views == 2:
-            terms["cons"] = losses.consistency(self.class_logits(first), self.class_logits(logits_unl[len(first):]))
+            terms["cons"] = self.consistency(self.class_logits(first), self.class_logits(logits_unl[len(first):]))
             total = total + self.cfg.kplus1_consistency * terms["cons"]
         if self.cfg.entropy_weight > 0:
             terms["ent"] = losses.conditional_entropy(self.class_logits(first))
