@@ -157,7 +157,8 @@ def test_g_steps_below_one_is_refused_naming_the_key():
 
 
 @pytest.mark.parametrize("key, value", [("model.layer_noise", -0.1), ("model.input_shift", -1),
-                                        ("model.g_dropout", 1.0), ("method.kplus1_consistency", -1.0)])
+                                        ("model.g_dropout", 1.0), ("method.kplus1_consistency", -1.0),
+                                        ("method.pseudo_threshold", 1.0)])
 def test_the_regularisers_refuse_values_out_of_range_naming_the_key(key, value):
     with pytest.raises(C.ConfigError, match=re.escape(key)):
         C.build(overrides={key: value})
