@@ -19,7 +19,7 @@ from ssgan.files import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Most-trained first: the README's rows, in this order within each label count.
-DEFAULT_SOURCES = ["fm100_30min_alone", "fm100_30min", "fm100", "short_grid"]
+DEFAULT_SOURCES = ["fm100_30min_alone", "mnist_kplus1_dcgan_ent33_bf16", "fm100_30min", "fm100", "short_grid"]
 METHODS = ["fm", "kplus1", "supervised"]
 PAPER_EPOCHS = 300
 
@@ -38,9 +38,26 @@ def load(folder: Path) -> dict:
 
 
 def budget(source: dict, cell: dict) -> str:
-    t = source["config"]["train"]
-    threads = f", {t['threads']} thread{'s' if t['threads'] != 1 else ''}" if t["threads"] else ""
-    return f"{cell['epochs']} ep, batch {t['batch_size']}{threads}"
+    """Epochs, batch and threads; then, where the folder's config records them, the net (and its
+    width), the rate schedule and bf16: rows of one label count differ in these too."""
+    c = source["config"]
+    t = c["train"]
+    parts = [f"{cell['epochs']} ep", f"batch {t['batch_size']}"]
+    if t.get("threads"):
+        parts.append(f"{t['threads']} thread{'s' if t['threads'] != 1 else ''}")
+    model, optim = c.get("model", {}), c.get("optim", {})
+    if model.get("net") not in (None, "auto"):
+        width = model.get("width", 1.0)
+        parts.append(model["net"] + (f" w{width:g}" if width != 1.0 else ""))
+    if optim.get("decay") == "linear":      # decay_epochs 0, or more than the run had: all of them
+        n = optim["decay_epochs"]
+        parts.append(f"rate decayed over the last {n}" if 0 < n < cell["epochs"]
+                     else f"rate decayed over all {cell['epochs']}")
+    elif optim.get("decay") == "none":
+        parts.append("constant rate")
+    if t.get("amp") == "bf16":
+        parts.append("bf16")
+    return ", ".join(parts)
 
 
 def build_rows(sources: list[dict]) -> list[dict]:

@@ -48,6 +48,25 @@ def test_rows_keep_each_folder_budget_and_mark_short_ones(tmp_path, paper_table)
     assert cost == ["- long: 4 runs, 0.66 CPU-hours", "- short: 4 runs, 0.66 CPU-hours", "- total: 1.31 CPU-hours"]
 
 
+def test_budget_names_the_net_schedule_and_precision_when_recorded(tmp_path, paper_table):
+    folder = write_bench(tmp_path / "conv", 33, 100, 1, [("kplus1", 100, 0, 150)])
+    data = json.loads((folder / "results.json").read_text())
+    data["meta"]["config"].update(model={"net": "dcgan28", "width": 0.25},
+                                  optim={"decay": "linear", "decay_epochs": 11})
+    data["meta"]["config"]["train"]["amp"] = "bf16"
+    (folder / "results.json").write_text(json.dumps(data))
+    row = paper_table.build_rows([paper_table.load(folder)])[0]
+    assert row["budget"] == "33 ep, batch 100, 1 thread, dcgan28 w0.25, rate decayed over the last 11, bf16"
+    data["meta"]["config"].update(model={"net": "mlp", "width": 1.0}, optim={"decay": "none", "decay_epochs": 0})
+    data["meta"]["config"]["train"]["amp"] = "none"
+    (folder / "results.json").write_text(json.dumps(data))
+    budget = paper_table.build_rows([paper_table.load(folder)])[0]["budget"]
+    assert budget == "33 ep, batch 100, 1 thread, mlp, constant rate"
+    data["meta"]["config"]["optim"] = {"decay": "linear", "decay_epochs": 40}    # longer than the run: all of it
+    (folder / "results.json").write_text(json.dumps(data))
+    assert paper_table.build_rows([paper_table.load(folder)])[0]["budget"].endswith("mlp, rate decayed over all 33")
+
+
 def test_missing_folder_is_named(tmp_path, paper_table):
     with pytest.raises(SystemExit, match="nowhere/results.json not found"):
         paper_table.load(tmp_path / "nowhere")
