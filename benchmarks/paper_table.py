@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ssgan.bench import PUBLISHED, aggregate
 from ssgan.files import atomic_write_text
+from ssgan.training.run import decay_span
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Most-trained first: the README's rows, in this order within each label count.
@@ -49,10 +50,9 @@ def budget(source: dict, cell: dict) -> str:
     if model.get("net") not in (None, "auto"):
         width = model.get("width", 1.0)
         parts.append(model["net"] + (f" w{width:g}" if width != 1.0 else ""))
-    if optim.get("decay") == "linear":      # decay_epochs 0, or more than the run had: all of them
-        n = optim["decay_epochs"]
-        parts.append(f"rate decayed over the last {n}" if 0 < n < cell["epochs"]
-                     else f"rate decayed over all {cell['epochs']}")
+    if optim.get("decay") == "linear":
+        n = decay_span(optim["decay_epochs"], cell["epochs"])      # as training counts it
+        parts.append(f"rate decayed over the last {n}" if n < cell["epochs"] else f"rate decayed over all {n}")
     elif optim.get("decay") == "none":
         parts.append("constant rate")
     if t.get("amp") == "bf16":

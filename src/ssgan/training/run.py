@@ -30,10 +30,16 @@ DEFAULT_STEPS = 6000   # train.epochs unset: 10 epochs of MNIST at batch 100
 FEW_STEPS = 2000       # below this, say so: in a trial, 800 steps on a small folder gave the SSL methods no gain
 
 
+def decay_span(decay_epochs: int, epochs: int) -> int:
+    """Epochs the linear decay spans: the last `decay_epochs`, or all of them when that is 0 or more
+    than the run has."""
+    return min(decay_epochs or epochs, epochs)
+
+
 def lr_factor(cfg: Config, steps_per_epoch: int):
     """Learning-rate multiplier of the k-th step: 1, or a linear decay to 0 over the last epochs."""
     o, epochs = cfg.optim, cfg.train.epochs
-    span = min(o.decay_epochs or epochs, epochs)
+    span = decay_span(o.decay_epochs, epochs)
 
     def factor(k: int) -> float:
         if o.decay == "none":
