@@ -2,7 +2,9 @@
 
 Each row is one label count at one per-run budget (one bench folder), so every method in a row had
 the same budget, splits and seeds; the budget is read from the folder's results.json (epochs, batch
-size, threads per run, mean wall time), never written by hand. Rows from shortened budgets are
+size, threads per run, mean training time), never written by hand. The time is `train_s`, the sum of
+the run's epoch times: it survives a run resumed across sessions, where the bench clock (`wall_s`)
+misses whatever a session's end cut off. Rows from shortened budgets are
 marked as such: only the paper's 300 epochs are the full protocol.
 
     python benchmarks/paper_table.py        # the README's folders; prints the table, writes .md and .json
@@ -16,11 +18,12 @@ from pathlib import Path
 
 from ssgan.bench import PUBLISHED, aggregate
 from ssgan.files import atomic_write_text
+from ssgan.nets import choose_net
 from ssgan.training.run import decay_span
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Most-trained first: the README's rows, in this order within each label count.
-DEFAULT_SOURCES = ["fm100_30min_alone", "mnist_kplus1_dcgan_ent33_bf16", "fm100_30min", "fm100", "short_grid"]
+DEFAULT_SOURCES = ["fm100_300ep", "fm100_30min_alone", "mnist_kplus1_dcgan_ent33_bf16", "fm100_30min", "fm100", "short_grid"]
 METHODS = ["fm", "kplus1", "supervised"]
 PAPER_EPOCHS = 300
 
@@ -47,9 +50,12 @@ def budget(source: dict, cell: dict) -> str:
     if t.get("threads"):
         parts.append(f"{t['threads']} thread{'s' if t['threads'] != 1 else ''}")
     model, optim = c.get("model", {}), c.get("optim", {})
-    if model.get("net") not in (None, "auto"):
+    net = model.get("net")
+    if net == "auto":
+        net = choose_net(channels=1, image_size=28)         # as training resolves it: the table is MNIST's
+    if net is not None:
         width = model.get("width", 1.0)
-        parts.append(model["net"] + (f" w{width:g}" if width != 1.0 else ""))
+        parts.append(net + (f" w{width:g}" if width != 1.0 else ""))
     if optim.get("decay") == "linear":
         n = decay_span(optim["decay_epochs"], cell["epochs"])      # as training counts it
         parts.append(f"rate decayed over the last {n}" if n < cell["epochs"] else f"rate decayed over all {n}")
@@ -71,21 +77,28 @@ def build_rows(sources: list[dict]) -> list[dict]:
             rows.append({"labels": labels, "source": s["name"], "budget": budget(s, first),
                          "full_protocol": first["epochs"] >= PAPER_EPOCHS,
                          "cells": {m: {k: cells[m][k] for k in ("errors_mean", "errors_std", "n", "seeds",
-                                                                 "wall_s_mean", "epochs")}
+                                                                 "train_s_mean", "epochs")}
                                    for m in METHODS if m in cells}})
     return rows
 
 
 def cpu_lines(sources: list[dict]) -> list[str]:
     """What the table cost: CPU time summed over every run of every folder (bench_time.json)."""
-    lines = [f"- {s['name']}: {s['n_runs']} runs, {s['cpu_s'] / 3600:.2f} CPU-hours" for s in sources]
+    lines = [f"- {s['name']}: {s['n_runs']} run{'s' if s['n_runs'] != 1 else ''}, {s['cpu_s'] / 3600:.2f} CPU-hours"
+             for s in sources]
     return lines + [f"- total: {sum(s['cpu_s'] for s in sources) / 3600:.2f} CPU-hours"]
+
+
+def cell_text(c: dict) -> str:
+    """Mean +- std over seeds; one seed has no spread to show, so its cell gives the figure alone."""
+    spread = f" +- {c['errors_std']:.1f}" if c["n"] > 1 else ""
+    return f"{c['errors_mean']:.1f}{spread} (n={c['n']}, {c['train_s_mean'] / 60:.1f} min)"
 
 
 def markdown(rows: list[dict]) -> str:
     paper = next(iter(PUBLISHED.items()))
     lines = ["MNIST test errors out of 10,000 (mean +- std over split seeds, last epoch, EMA D where the "
-             "config has it; n = seeds; min = mean wall time per run). Rows marked *short* are not the "
+             "config has it; n = seeds; min = mean training time per run, the sum of its epoch times). Rows marked *short* are not the "
              f"paper's {PAPER_EPOCHS}-epoch protocol.", "",
              "| labels | budget per run (folder) | " + " | ".join(f"`{m}`" for m in METHODS)
              + f" | {paper[0]}, published |",
@@ -94,8 +107,7 @@ def markdown(rows: list[dict]) -> str:
         cells = []
         for m in METHODS:
             c = r["cells"].get(m)
-            cells.append("" if c is None else f"{c['errors_mean']:.1f} +- {c['errors_std']:.1f} "
-                                              f"(n={c['n']}, {c['wall_s_mean'] / 60:.1f} min)")
+            cells.append("" if c is None else cell_text(c))
         pub = paper[1].get(r["labels"])
         mark = "" if r["full_protocol"] else " *short*"
         lines.append(f"| {r['labels']} | {r['budget']}{mark} ({r['source']}) | " + " | ".join(cells)

@@ -22,7 +22,7 @@ def write_bench(folder: Path, epochs: int, batch: int, threads, runs: list[tuple
     """A results.json as `ssgan bench` writes it, with (method, labels, seed, errors) runs."""
     folder.mkdir(parents=True)
     rows = [{"method": m, "labels": n, "seed": s, "epochs": epochs, "test_errors": e, "test_acc": 1 - e / 1e4,
-             "n_test": 10000, "wall_s": 600.0, "cpu_s": 590.0, "run": f"{folder}/runs/{m}-L{n}-s{s}"}
+             "n_test": 10000, "train_s": 540.0, "wall_s": 600.0, "cpu_s": 590.0, "run": f"{folder}/runs/{m}-L{n}-s{s}"}
             for m, n, s, e in runs]
     meta = {"budget": f"{epochs} epochs per run", "dataset": "mnist",
             "config": {"train": {"batch_size": batch, "threads": threads}}}
@@ -42,7 +42,9 @@ def test_rows_keep_each_folder_budget_and_mark_short_ones(tmp_path, paper_table)
     assert "kplus1" not in rows[1]["cells"]          # a method a folder did not run stays empty
     text = paper_table.markdown(rows)
     line_100_long = next(line for line in text.splitlines() if "(long)" in line)
-    assert "125.0 +- 7.1 (n=2, 10.0 min)" in line_100_long and "2050.0 +- 70.7" in line_100_long
+    assert "125.0 +- 7.1 (n=2, 9.0 min)" in line_100_long and "2050.0 +- 70.7" in line_100_long
+    line_20 = next(line for line in text.splitlines() if line.startswith("| 20 "))
+    assert "| 4000.0 (n=1, 9.0 min) |" in line_20            # one seed: no "+- 0.0"
     assert "*short*" in line_100_long and "| 93 +- 6.5 |" in line_100_long
     cost = paper_table.cpu_lines([paper_table.load(long), paper_table.load(short)])
     assert cost == ["- long: 4 runs, 0.66 CPU-hours", "- short: 4 runs, 0.66 CPU-hours", "- total: 1.31 CPU-hours"]
@@ -62,6 +64,9 @@ def test_budget_names_the_net_schedule_and_precision_when_recorded(tmp_path, pap
     (folder / "results.json").write_text(json.dumps(data))
     budget = paper_table.build_rows([paper_table.load(folder)])[0]["budget"]
     assert budget == "33 ep, batch 100, 1 thread, mlp, constant rate"
+    data["meta"]["config"]["model"] = {"net": "auto", "width": 1.0}             # MNIST's auto choice is named
+    (folder / "results.json").write_text(json.dumps(data))
+    assert paper_table.build_rows([paper_table.load(folder)])[0]["budget"] == budget
     data["meta"]["config"]["optim"] = {"decay": "linear", "decay_epochs": 40}    # longer than the run: all of it
     (folder / "results.json").write_text(json.dumps(data))
     assert paper_table.build_rows([paper_table.load(folder)])[0]["budget"].endswith("mlp, rate decayed over all 33")
