@@ -23,7 +23,8 @@ from ssgan.training.run import decay_span
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Most-trained first: the README's rows, in this order within each label count.
-DEFAULT_SOURCES = ["fm100_300ep", "fm100_30min_alone", "mnist_kplus1_dcgan_ent33_bf16", "fm100_30min", "fm100", "short_grid"]
+DEFAULT_SOURCES = ["fm100_300ep", "fm100_30min_alone", "mnist_kplus1_dcgan_ent33_bf16", "fm100_30min", "fm100",
+                   "short_grid"]
 METHODS = ["fm", "kplus1", "supervised"]
 PAPER_EPOCHS = 300
 
@@ -98,8 +99,8 @@ def cell_text(c: dict) -> str:
 def markdown(rows: list[dict]) -> str:
     paper = next(iter(PUBLISHED.items()))
     lines = ["MNIST test errors out of 10,000 (mean +- std over split seeds, last epoch, EMA D where the "
-             "config has it; n = seeds; min = mean training time per run, the sum of its epoch times). Rows marked *short* are not the "
-             f"paper's {PAPER_EPOCHS}-epoch protocol.", "",
+             "config has it; n = seeds; min = mean training time per run, the sum of its epoch times). "
+             f"Rows marked *short* are not the paper's {PAPER_EPOCHS}-epoch protocol.", "",
              "| labels | budget per run (folder) | " + " | ".join(f"`{m}`" for m in METHODS)
              + f" | {paper[0]}, published |",
              "|---|---|" + "---|" * (len(METHODS) + 1)]
