@@ -396,3 +396,24 @@ def test_settle_fills_in_the_net_s_paper_settings_and_keeps_explicit_ones():
     assert settle(C.build(), 1, 28).model.net == "mlp" and settle(C.build(), 1, 28).optim.lr == 3e-3
     assert (preferred_size("auto", 1), preferred_size("auto", 3), preferred_size("cnn32", 1),
             preferred_size("mlp", 3)) == (28, 32, 32, None)
+
+
+@pytest.mark.parametrize("net", ["dcgan28", "dcgan64", "cnn32"])
+def test_in_place_activations_give_the_same_outputs_and_gradients_as_out_of_place(net):
+    """The conv nets apply (Leaky)ReLU in place to save memory; a copy with out-of-place activations,
+    the same weights and the same random draws must give identical losses and gradients."""
+    D, G = build(net, width=0.125)
+    D2, G2 = build(net, width=0.125)
+    for m in list(D2.modules()) + list(G2.modules()):
+        if isinstance(m, (nn.LeakyReLU, nn.ReLU)):
+            assert m.inplace
+            m.inplace = False
+    grads = []
+    for d, g in ((D, G), (D2, G2)):
+        torch.manual_seed(3)
+        logits, features = d(g(g.sample_z(6)))
+        (logits.logsumexp(1).mean() + features.square().mean()).backward()
+        grads.append([p.grad.clone() for p in list(d.parameters()) + list(g.parameters()) if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

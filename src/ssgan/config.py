@@ -159,7 +159,8 @@ class TrainConfig:
     threads: int | None = _f(None, "torch intra-op threads; None: torch's default (one per core)", valid=AT_LEAST_1)
     sync_bn: bool = _f(False, "several processes: SyncBatchNorm (CUDA only); off, each process normalises its "
                               "own batch, as one process with that batch size would")
-    eval_batch_size: int = _f(1000, "batch size of evaluation, large since it needs no gradients", valid=AT_LEAST_1)
+    eval_batch_size: int = _f(1000, "batch size of evaluation, large since it needs no gradients; at most "
+                              "784,000 input values per batch (1,000 MNIST images, 191 at 64x64)", valid=AT_LEAST_1)
     sample_every: int = _f(1, "epochs between sample grids; 0: none", valid=NON_NEGATIVE)
     report: bool = _f(True, "write report.html (one self-contained page: curves, samples, confusion matrix, "
                             "errors) in the run folder at the end of the run and when stopped by a signal; "

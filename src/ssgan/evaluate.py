@@ -4,6 +4,7 @@ JSON (accuracy, errors, per-class accuracy, confusion matrix) plus a confusion-m
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -16,6 +17,16 @@ from .training import checkpoint
 from .training.distributed import resolve_device
 from .training.run import restore_models
 
+# Input values per evaluation chunk at most: 1,000 MNIST images (the default eval batch). At larger
+# image sizes the chunk shrinks, so evaluation's activations stay near a training step's: at 64x64
+# a chunk of 1,000 images held more memory than the recipe's training step.
+EVAL_VALUES = 1000 * 28 * 28
+
+
+def chunk_size(images, batch_size: int) -> int:
+    """Images per evaluation chunk: `batch_size`, capped at EVAL_VALUES input values."""
+    return max(1, min(batch_size, EVAL_VALUES // math.prod(images.shape[1:])))
+
 
 @torch.no_grad()
 def class_logits(D, algorithm, images: torch.Tensor, batch_size: int, device: torch.device,
@@ -24,6 +35,7 @@ def class_logits(D, algorithm, images: torch.Tensor, batch_size: int, device: to
     was_training = D.training
     D.eval()
     out = []
+    batch_size = chunk_size(images, batch_size)
     for i in range(0, len(images), batch_size):
         x = to_unit_range(images[i:i + batch_size].to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -42,6 +54,7 @@ def error_counts(models: list, algorithm, images, labels: torch.Tensor, batch_si
     for m in models:
         m.eval()
     errors = [0] * len(models)
+    batch_size = chunk_size(images, batch_size)
     for i in range(0, len(images), batch_size):
         x, y = to_unit_range(images[i:i + batch_size].to(device)), labels[i:i + batch_size]
         for k, m in enumerate(models):

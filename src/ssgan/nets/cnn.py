@@ -42,7 +42,7 @@ class CNNDiscriminator(nn.Module):
                 layers.append(Dropout(0.5))
                 continue
             c, k, stride, pad = s
-            layers += [WNConv2d(c_in, c, k, stride, pad), nn.LeakyReLU(0.2)]
+            layers += [WNConv2d(c_in, c, k, stride, pad), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c
         self.body = nn.Sequential(*layers)
         self.head = WNLinear(c_in, num_logits, train_scale=True, init_std=0.05, init_scale=0.1)

@@ -50,7 +50,9 @@ class DCGANDiscriminator(nn.Module):
         for i, (c, k, s, p) in enumerate(spec):
             c = scaled(c, width)
             first, last = i == 0, i == len(spec) - 1
-            layers += [nn.Conv2d(c_in, c, k, s, p), nn.LeakyReLU(0.2)]
+            # in place: the conv's backward does not need its output and LeakyReLU's needs only its own
+            # output (which BN saves anyway), so one activation per layer is not kept: less memory, same numbers
+            layers += [nn.Conv2d(c_in, c, k, s, p), nn.LeakyReLU(0.2, inplace=True)]
             if not first and not last:
                 layers.append(nn.BatchNorm2d(c))
             if not last:  # no dropout on the layer whose pooled output is matched by G
@@ -76,7 +78,8 @@ class DCGANGenerator(nn.Module):
         c_in = z_dim
         for c, k, s, p in G_LAYERS[image_size]:
             c = scaled(c, width)
-            layers += [nn.ConvTranspose2d(c_in, c, k, s, p), nn.ReLU(), nn.BatchNorm2d(c), Dropout(dropout)]
+            layers += [nn.ConvTranspose2d(c_in, c, k, s, p), nn.ReLU(inplace=True),  # in place: as D's LeakyReLU
+                       nn.BatchNorm2d(c), Dropout(dropout)]
             c_in = c
         layers += [nn.ConvTranspose2d(c_in, channels, 4, 2, 1), nn.Tanh()]
         self.body = nn.Sequential(*layers)
