@@ -158,3 +158,18 @@ def test_ema_teacher_needs_an_ema():
     D, G = build_nets(cfg.model, 1, 28, algo.num_logits(10))
     with pytest.raises(ConfigError, match="method.teacher=ema"):
         make_step_parts(cfg, algo, D, G, torch.device("cpu"))     # a caller that forgot the EMA is told
+
+
+@pytest.mark.parametrize("overrides, d_betas, g_betas", [
+    ({}, (0.5, 0.999), (0.5, 0.999)),
+    ({"optim.g_beta1": 0.0, "optim.beta2": 0.9999, "optim.lr": 3e-3, "optim.g_lr": 1e-3},
+     (0.5, 0.9999), (0.0, 0.9999)),   # Dai et al.'s MNIST settings
+])
+def test_g_has_its_own_beta1_and_rate_when_set(overrides, d_betas, g_betas):
+    cfg = settle(C.build(overrides={"model.net": "mlp", **overrides}), 1, 16)
+    algo = build_algorithm(cfg.method)
+    D, G = build_nets(cfg.model, 1, 16, algo.num_logits(10))
+    parts = make_step_parts(cfg, algo, D, G, torch.device("cpu"))
+    d_group, g_group = parts.opt_d.param_groups[0], parts.opt_g.param_groups[0]
+    assert d_group["betas"] == d_betas and g_group["betas"] == g_betas
+    assert d_group["lr"] == cfg.optim.lr and g_group["lr"] == (cfg.optim.g_lr or cfg.optim.lr)

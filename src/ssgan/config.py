@@ -126,6 +126,8 @@ class OptimConfig:
                                 "dcgan 2e-4)", valid=POSITIVE)
     g_lr: float | None = _f(None, "G's learning rate; None: the same as lr", valid=POSITIVE)
     beta1: float = _f(0.5, "Adam beta1; 0.5 is the GAN standard since DCGAN", valid=FRACTION)
+    g_beta1: float | None = _f(None, "G's Adam beta1; None: the same as beta1 (Dai et al.'s Bad GAN code for MNIST "
+                                     "uses 0 for G, with G's rate a third of D's)", valid=FRACTION)
     beta2: float = _f(0.999, "Adam beta2", valid=FRACTION)
     eps: float = _f(1e-4, "Adam epsilon, added to sqrt(v): Salimans et al.'s Theano Adam put 1e-8 inside the "
                           "sqrt, which acts like ~1e-4 here; with torch's 1e-8 the mlp pair collapsed",

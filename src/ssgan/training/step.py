@@ -64,10 +64,13 @@ class DiscriminatorPass(nn.Module):
         return logits_real, logits_fake
 
 
-def make_adam(params: list[torch.Tensor], lr: float, o: OptimConfig, device: torch.device) -> torch.optim.Adam:
-    """Adam with the fused kernel where torch has one (CPU, CUDA): one pass over all parameters."""
+def make_adam(params: list[torch.Tensor], lr: float, o: OptimConfig, device: torch.device,
+              beta1: float | None = None) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one (CPU, CUDA): one pass over all parameters.
+    `beta1` overrides `o.beta1` (G's own, `optim.g_beta1`)."""
     fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(params, lr=lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused,
+    betas = (o.beta1 if beta1 is None else beta1, o.beta2)
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=o.eps, fused=fused,
                             foreach=None if fused else True)
 
 
@@ -103,7 +106,8 @@ def make_step_parts(cfg: Config, algo: Algorithm, D: nn.Module, G: nn.Module | N
                     optimizer: Callable[[list, float], torch.optim.Optimizer] | None = None) -> StepParts:
     """Optimisers (Adam per `cfg.optim` unless `optimizer(params, lr)` is given) and, with several
     processes, DDP around D's pass and G."""
-    optimizer = optimizer or (lambda params, lr: make_adam(params, lr, cfg.optim, device))
+    make_d = optimizer or (lambda params, lr: make_adam(params, lr, cfg.optim, device))
+    make_g = optimizer or (lambda params, lr: make_adam(params, lr, cfg.optim, device, beta1=cfg.optim.g_beta1))
     trainable = lambda net: [p for p in net.parameters() if p.requires_grad]  # noqa: E731
     wrap = (lambda m: DDP(m, device_ids=[device.index] if device.type == "cuda" else None)) if distributed \
         else (lambda m: m)
@@ -112,12 +116,12 @@ def make_step_parts(cfg: Config, algo: Algorithm, D: nn.Module, G: nn.Module | N
         if ema is None:
             raise ConfigError("method.teacher=ema needs the EMA of D (train.ema), and none was given")
         teacher = ema.module
-    parts = StepParts(algo=algo, D=D, d_pass=wrap(DiscriminatorPass(D)), opt_d=optimizer(trainable(D), cfg.optim.lr),
+    parts = StepParts(algo=algo, D=D, d_pass=wrap(DiscriminatorPass(D)), opt_d=make_d(trainable(D), cfg.optim.lr),
                       device=device, batch_size=cfg.train.batch_size, ema=ema, teacher=teacher,
                       amp=cfg.train.amp == "bf16", g_steps=cfg.optim.g_steps)
     if G is not None:
         parts.G, parts.G_fwd = G, wrap(G)
-        parts.opt_g = optimizer(trainable(G), cfg.optim.g_lr or cfg.optim.lr)
+        parts.opt_g = make_g(trainable(G), cfg.optim.g_lr or cfg.optim.lr)
     return parts
 
 
