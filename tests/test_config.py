@@ -199,7 +199,7 @@ def test_unrelated_layer_keeps_the_label_choice(tmp_path):
     ({"data.image_size": "4"}, "data.image_size=4"), ({"data.val_size": "-1"}, "data.val_size=-1"),
     ({"train.epochs": "0"}, "train.epochs"), ({"train.batch_size": "0"}, "train.batch_size"),
     ({"train.ema": "1.5"}, "train.ema=1.5"), ({"model.dropout": "1.0"}, "model.dropout=1.0"),
-    ({"model.width": "0"}, "model.width=0"),
+    ({"model.width": "0"}, "model.width=0"), ({"optim.g_beta1": "1.5"}, "optim.g_beta1=1.5"),
 ])
 def test_cross_field_checks(changes, phrase):
     with pytest.raises(C.ConfigError, match=phrase.replace(".", r"\.")):
