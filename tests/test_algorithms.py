@@ -302,3 +302,43 @@ def test_kplus1_entropy_term_is_off_by_default_and_reads_the_class_outputs_of_th
     naive = -(p * p.log()).sum(1).mean()
     torch.testing.assert_close(terms["ent"], naive)
     torch.testing.assert_close(total, plain_total + 0.5 * naive)
+
+
+# ---------------------------------------------------------------------------------------------- badgan
+def test_pull_away_matches_its_naive_formula_and_falls_as_samples_spread():
+    g = torch.Generator().manual_seed(5)
+    f = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    rows = f.tolist()
+    naive = 0.0
+    for i in range(5):
+        for j in range(5):
+            if i != j:
+                dot = sum(a * b for a, b in zip(rows[i], rows[j]))
+                ni, nj = math.sqrt(sum(a * a for a in rows[i])), math.sqrt(sum(b * b for b in rows[j]))
+                naive += (dot / (ni * nj)) ** 2
+    naive /= 5 * 4
+    assert losses.pull_away(f).item() == pytest.approx(naive, rel=1e-12)
+    same = torch.ones(4, 3, dtype=torch.float64)                 # one direction: cosines 1
+    orth = torch.eye(3, dtype=torch.float64) * torch.tensor([[2.0], [0.5], [7.0]])  # scale does not matter
+    assert losses.pull_away(same).item() == pytest.approx(1.0)
+    assert losses.pull_away(orth).item() == 0.0
+    assert losses.pull_away(f[:1]).item() == 0.0                 # a batch of one has no pairs
+
+
+def test_badgan_adds_weighted_entropy_to_fms_d_loss_and_weighted_pull_away_to_its_g_loss():
+    torch.manual_seed(0)
+    bad = build_algorithm(MethodConfig(fm_distance="l2", name="badgan", entropy_weight=0.1, pull_away_weight=0.8))
+    fm = build_algorithm(MethodConfig(fm_distance="l2", name="fm"))
+    lab, y, unl, fake = torch.randn(B, K), torch.arange(B) % K, torch.randn(B + 2, K), torch.randn(B, K)
+    total, terms = bad.d_loss(lab, y, unl, fake)
+    fm_total, _ = fm.d_loss(lab, y, unl, fake)
+    torch.testing.assert_close(total, fm_total + 0.1 * losses.conditional_entropy(unl))
+    assert set(terms) == set(bad.d_terms)
+    feat_real, feat_fake = torch.randn(B + 2, FEAT), torch.randn(B, FEAT)
+    g_total, g_terms = bad.g_loss(fake, feat_real, feat_fake)
+    fm_g, _ = fm.g_loss(fake, feat_real, feat_fake)
+    torch.testing.assert_close(g_total, fm_g + 0.8 * losses.pull_away(feat_fake))
+    assert set(g_terms) == set(bad.g_terms)
+    off = build_algorithm(MethodConfig(fm_distance="l2", name="badgan", entropy_weight=0.0, pull_away_weight=0.0))
+    torch.testing.assert_close(off.d_loss(lab, y, unl, fake)[0], fm_total)     # both off: exactly fm
+    torch.testing.assert_close(off.g_loss(fake, feat_real, feat_fake)[0], fm_g)

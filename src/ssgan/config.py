@@ -91,7 +91,8 @@ class ModelConfig:
 @dataclass
 class MethodConfig:
     name: str = _f("fm", "method from the ALGORITHMS registry: fm (Salimans et al., the measured best), ct (fm "
-                         "plus a consistency term), kplus1, supervised")
+                         "plus a consistency term), badgan (fm plus Bad GAN's pull-away and entropy terms), "
+                         "kplus1, supervised")
     fm_distance: str | None = _f(None, "feature-matching distance: l2 (mean squared) or l1 (mean absolute); "
                                        "None: the net's paper's (l2 for mlp and dcgan, l1 for cnn32)", ("l2", "l1"))
     real_fake: str = _f("softmax", "kplus1: how real/fake is read from D's K+1 outputs: softmax over all K+1 (Salimans "
@@ -106,7 +107,9 @@ class MethodConfig:
                                    valid=NON_NEGATIVE)
     kplus1_consistency: float = _f(0.0, "kplus1: weight of the same consistency term on the K class outputs; 0: "
                                         "off, as the recipe", valid=NON_NEGATIVE)
-    entropy_weight: float = _f(0.0, "ct and kplus1: weight of the conditional entropy of p(y | x) over the K "
+    pull_away_weight: float = _f(0.8, "badgan: weight of G's pull-away term on D's features of generated images "
+                                      "(Dai et al.'s 0.8)", valid=NON_NEGATIVE)
+    entropy_weight: float = _f(0.0, "ct, kplus1 and badgan: weight of the conditional entropy of p(y | x) over the K "
                                     "classes on unlabeled images; 0: off",
                                valid=NON_NEGATIVE)
     pseudo_threshold: float = _f(0.0, "ct and kplus1: 0: the consistency term is the squared distance of the two "

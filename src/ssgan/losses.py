@@ -83,6 +83,21 @@ def pseudo_label(logits: torch.Tensor, logits_target: torch.Tensor, threshold: f
     return (F.cross_entropy(logits, target, reduction="none") * mask).mean()
 
 
+def pull_away(feat: torch.Tensor) -> torch.Tensor:
+    """Mean squared cosine similarity between the feature vectors of distinct samples in a batch
+    (Zhao et al. 2017's pull-away term; Dai et al. 2017 put it on D's features of G's batch). It
+    is small when G's samples point in different directions of D's feature space, so minimising
+    it spreads G's batch out instead of letting feature matching collapse it onto the mean."""
+    n = feat.shape[0]
+    if n < 2:                      # no pairs: nothing to pull apart
+        return feat.sum() * 0.0
+    feat = feat.flatten(1)
+    unit = F.normalize(feat.to(torch.promote_types(feat.dtype, torch.float32)), dim=1)  # bf16 -> fp32
+    cos = unit @ unit.t()
+    off = cos.square().sum() - cos.diagonal().square().sum()
+    return off / (n * (n - 1))
+
+
 def conditional_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Mean entropy of p(y | x) over the K classes: minimised on unlabeled images it pushes decision
     boundaries away from them (Grandvalet & Bengio 2005; Dai et al. 2017's Ent term)."""

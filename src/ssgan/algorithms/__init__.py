@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..config import MethodConfig
 from ..errors import ConfigError
+from .bad_gan import BadGAN
 from .base import Algorithm
 from .consistency import Consistency
 from .feature_matching import FeatureMatching
@@ -13,6 +14,7 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     "kplus1": KPlus1,
     "fm": FeatureMatching,
     "ct": Consistency,
+    "badgan": BadGAN,
     "supervised": Supervised,
 }
 
