@@ -25,7 +25,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # Most-trained first: the README's rows, in this order within each label count.
 DEFAULT_SOURCES = ["fm100_300ep", "fm100_30min_alone", "mnist_kplus1_dcgan_ent33_bf16", "fm100_30min", "fm100",
                    "short_grid"]
-METHODS = ["fm", "kplus1", "supervised"]
+# Column order; a table shows only the methods some row has.
+METHODS = ["fm", "badgan", "ct", "kplus1", "supervised"]
 PAPER_EPOCHS = 300
 
 
@@ -57,6 +58,8 @@ def budget(source: dict, cell: dict) -> str:
     if net is not None:
         width = model.get("width", 1.0)
         parts.append(net + (f" w{width:g}" if width != 1.0 else ""))
+    if optim.get("g_beta1") is not None:
+        parts.append(f"G's Adam beta1 {optim['g_beta1']:g}")
     if optim.get("decay") == "linear":
         n = decay_span(optim["decay_epochs"], cell["epochs"])      # as training counts it
         parts.append(f"rate decayed over the last {n}" if n < cell["epochs"] else f"rate decayed over all {n}")
@@ -98,15 +101,16 @@ def cell_text(c: dict) -> str:
 
 def markdown(rows: list[dict]) -> str:
     paper = next(iter(PUBLISHED.items()))
+    methods = [m for m in METHODS if any(m in r["cells"] for r in rows)]
     lines = ["MNIST test errors out of 10,000 (mean +- std over split seeds, last epoch, EMA D where the "
              "config has it; n = seeds; min = mean training time per run, the sum of its epoch times). "
              f"Rows marked *short* are not the paper's {PAPER_EPOCHS}-epoch protocol.", "",
-             "| labels | budget per run (folder) | " + " | ".join(f"`{m}`" for m in METHODS)
+             "| labels | budget per run (folder) | " + " | ".join(f"`{m}`" for m in methods)
              + f" | {paper[0]}, published |",
-             "|---|---|" + "---|" * (len(METHODS) + 1)]
+             "|---|---|" + "---|" * (len(methods) + 1)]
     for r in rows:
         cells = []
-        for m in METHODS:
+        for m in methods:
             c = r["cells"].get(m)
             cells.append("" if c is None else cell_text(c))
         pub = paper[1].get(r["labels"])

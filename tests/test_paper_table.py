@@ -72,6 +72,18 @@ def test_budget_names_the_net_schedule_and_precision_when_recorded(tmp_path, pap
     assert paper_table.build_rows([paper_table.load(folder)])[0]["budget"].endswith("mlp, rate decayed over all 33")
 
 
+def test_columns_are_the_methods_some_row_has_and_gs_own_beta1_is_named(tmp_path, paper_table):
+    folder = write_bench(tmp_path / "g0", 72, 100, 1, [("badgan", 100, 0, 90), ("fm", 100, 0, 95)])
+    data = json.loads((folder / "results.json").read_text())
+    data["meta"]["config"]["optim"] = {"decay": "none", "g_beta1": 0.0}
+    (folder / "results.json").write_text(json.dumps(data))
+    rows = paper_table.build_rows([paper_table.load(folder)])
+    assert rows[0]["budget"] == "72 ep, batch 100, 1 thread, G's Adam beta1 0, constant rate"
+    header = paper_table.markdown(rows).splitlines()[2]
+    assert header.startswith("| labels | budget per run (folder) | `fm` | `badgan` | Salimans")   # no empty columns
+    assert "`ct`" not in header and "`supervised`" not in header
+
+
 def test_missing_folder_is_named(tmp_path, paper_table):
     with pytest.raises(SystemExit, match="nowhere/results.json not found"):
         paper_table.load(tmp_path / "nowhere")
