@@ -21,8 +21,8 @@ THRESHOLDS = (200, 100)
 
 
 def metrics_files(folder: Path) -> list[Path]:
-    """A bench folder's per-run metrics: OUT/NAME.metrics.jsonl (copied there when a run ends) or,
-    for runs still going, OUT/runs/NAME/metrics.jsonl."""
+    """A bench folder's per-run metrics: OUT/NAME.metrics.jsonl (copies of the runs' own files, kept
+    in git, where OUT/runs/ is not) or else OUT/runs/NAME/metrics.jsonl (runs still on this disk)."""
     done = sorted(folder.glob("*.metrics.jsonl"))
     if done:
         return done
