@@ -77,3 +77,14 @@ def subprocess_env() -> dict:
 def run_ssgan(args: list[str], timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(ssgan_command() + args, capture_output=True, text=True, timeout=timeout,
                           cwd=cwd, env=subprocess_env())
+
+
+def load_benchmark(name: str):
+    """Import benchmarks/NAME.py (a script, not a package module) for its tests."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

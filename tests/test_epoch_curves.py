@@ -1,21 +1,16 @@
 """benchmarks/epoch_curves.py: per-epoch test errors of bench folders, and epochs to <= 200 / <= 100."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "epoch_curves.py"
+from helpers_train import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def curves():
-    spec = importlib.util.spec_from_file_location("epoch_curves", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("epoch_curves")
 
 
 def write_run(path: Path, errors: list[int], raw: list[int] | None = None) -> None:

@@ -1,21 +1,16 @@
 """benchmarks/paper_table.py: one row per (label count, bench folder), budgets read from the folders."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_table.py"
+from helpers_train import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def paper_table():
-    spec = importlib.util.spec_from_file_location("paper_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("paper_table")
 
 
 def write_bench(folder: Path, epochs: int, batch: int, threads, runs: list[tuple]) -> Path:
