@@ -47,3 +47,15 @@ def test_bad_arguments_are_named(curves, tmp_path):
         curves.main([str(tmp_path), "--out", str(tmp_path / "o")])
     with pytest.raises(SystemExit, match="no metrics.jsonl in"):
         curves.main([f"x={tmp_path}", "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match="--thresholds '4000,x'"):
+        curves.main([f"x={tmp_path}", "--out", str(tmp_path / "o"), "--thresholds", "4000,x"])
+
+
+def test_other_thresholds(curves, tmp_path):
+    """CIFAR-10's errors are in the thousands: the columns follow --thresholds."""
+    write_run(tmp_path / "a" / "r.metrics.jsonl", [6000, 4200, 3900, 3400])
+    out = tmp_path / "out"
+    curves.main([f"x={tmp_path / 'a'}", "--out", str(out), "--thresholds", "4000,3500", "--ylabel", "CIFAR"])
+    run = json.loads((out / "curves.json").read_text())[0]["runs"]["r"]
+    assert (run["first_le_4000"], run["first_le_3500"]) == (3, 4) and "first_le_200" not in run
+    assert "| folder | run | final | <= 4000 | <= 3500 | train min |" in (out / "curves.md").read_text()
