@@ -2,8 +2,8 @@
 # CIFAR-10 (JPEG copy), 4,000 labels: per-epoch validation and test errors of `fm` and `supervised`
 # on cnn32, several widths and rates side by side on one GPU, each run cut at a wall-clock limit.
 #
-# Why: on the 2-core CPU a 60-minute run of cnn32 at width 0.25 is ~6 epochs, where `fm` is still
-# behind `supervised` (benchmarks/results/cifar10_jpeg_cpu). These curves say at which epoch, if
+# Why: on the 2-core CPU a 60-minute run of cnn32 at width 0.25 is about 8 epochs, where `fm` is
+# still behind `supervised` (benchmarks/results/cifar10_jpeg_cpu_lr1e-3). These curves say at which epoch, if
 # any, `fm` pulls ahead and by how much: the epoch budget the CPU target would need. The rate is
 # constant, so every epoch of a cut run is a point of the same schedule. Choices between rates are
 # made on the 5,000-image validation holdout; the test set is only reported.
@@ -13,7 +13,7 @@
 # Writes OUT/cifar_runs.tgz (each run's metrics.jsonl, config.yaml, split.json, log) and prints
 # each run's last epochs.
 set -u
-DATA=${DATA:-.gpudata/cifar10-jpeg}
+DATA=${DATA:?set DATA to a cifar10-jpeg folder (train/ and test/)}
 OUT=${OUT:-/tmp/gpu_cifar_out}
 LIMIT=${LIMIT:-470}
 DEVICE=${DEVICE:-cuda}
