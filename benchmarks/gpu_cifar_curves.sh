@@ -3,8 +3,8 @@
 # on cnn32, several widths and rates side by side on one GPU, each run cut at a wall-clock limit.
 #
 # Why: on the 2-core CPU a 60-minute run of cnn32 at width 0.25 is about 8 epochs, where `fm` is
-# still behind `supervised` (benchmarks/results/cifar10_jpeg_cpu_lr1e-3). These curves say at which epoch, if
-# any, `fm` pulls ahead and by how much: the epoch budget the CPU target would need. The rate is
+# still behind `supervised` (benchmarks/results/cifar10_jpeg_cpu_lr1e-3). These curves say at which
+# epoch, if any, `fm` pulls ahead and by how much: the epoch budget the CPU target would need. The rate is
 # constant, so every epoch of a cut run is a point of the same schedule. Choices between rates are
 # made on the 5,000-image validation holdout; the test set is only reported.
 #
