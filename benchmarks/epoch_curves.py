@@ -75,8 +75,9 @@ def markdown(curves: list[dict]) -> str:
         cells = [f"{c['mean'][e]:.1f} +- {c['std'][e]:.1f}" if e < c["epochs"] else "" for c in curves]
         lines.append(f"| {e + 1} | " + " | ".join(cells) + " |")
     ts = curves[0]["thresholds"]
-    lines += ["", "Per seed: final errors, first epoch with " + " and ".join(f"<= {t}" for t in ts) + " errors (EMA of D; "
-              "D itself in brackets where logged; - : not within the run), training time.", "",
+    at_or_below = " and ".join(f"<= {t}" for t in ts)
+    lines += ["", f"Per seed: final errors, first epoch with {at_or_below} errors (EMA of D; D itself in brackets "
+              "where logged; - : not within the run), training time.", "",
               "| folder | run | final | " + " | ".join(f"<= {t}" for t in ts) + " | train min |",
               "|---|---|---|" + "---|" * len(ts) + "---|"]
 
