@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -81,8 +82,6 @@ def run_ssgan(args: list[str], timeout: float = 60, cwd: Path | None = None) -> 
 
 def load_benchmark(name: str):
     """Import benchmarks/NAME.py (a script, not a package module) for its tests."""
-    import importlib.util
-    from pathlib import Path
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
