@@ -1,0 +1,92 @@
+"""Branch a run at its last checkpoint into a new folder with a few settings changed.
+
+For probes that differ only after some epoch: a rate decay over the last epochs, or another EMA
+decay for evaluation. Such a run is the same as the base run up to the fork, so training it again
+from the start spends CPU on epochs already known. `ssgan train --resume` refuses a checkpoint
+whose configuration differs (rightly: the weights would mean something else); this script writes a
+copy whose checkpoint and config.yaml carry the new values, after which the copy is resumed as
+usual:
+
+    python benchmarks/fork_run.py RUN_DIR NEW_DIR optim.decay=linear optim.decay_epochs=24
+    ssgan train --resume NEW_DIR
+
+Only the keys in FORKABLE may change: they alter the rate schedule or what is evaluated, never
+what the saved weights, optimiser state or data split mean. The copy's metrics hold the base run's
+epochs up to the fork, so its curves read from epoch 1. Resuming at an epoch boundary restores the
+RNG states and batch streams, so the fork continues exactly as a run started with the new values
+would (bit-identical on the CPU when the schedule does not differ before the fork).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from ssgan.config import apply, flatten, from_dict
+from ssgan.files import atomic_write_text
+from ssgan.training import checkpoint
+
+FORKABLE = {"optim.decay", "optim.decay_epochs", "train.ema", "train.epochs"}
+COPIED = ("split.json",)
+
+
+def parse_change(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or key not in FORKABLE:
+        raise SystemExit(f"fork_run: {text!r}: give KEY=VALUE with KEY one of {sorted(FORKABLE)}")
+    return key, yaml.safe_load(value)
+
+
+def copy_metrics(run_dir: Path, new_dir: Path, epochs: int) -> None:
+    """The base run's records of epochs 1..`epochs` (it may have logged more since its checkpoint)."""
+    jsonl = run_dir / "metrics.jsonl"
+    if jsonl.is_file():
+        lines = [ln for ln in jsonl.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= epochs]
+        atomic_write_text(new_dir / "metrics.jsonl", "".join(ln + "\n" for ln in lines))
+    csv_path = run_dir / "metrics.csv"
+    if csv_path.is_file():
+        header, *rows = csv_path.read_text().splitlines()
+        col = header.split(",").index("epoch")
+        kept = [r for r in rows if int(r.split(",")[col]) <= epochs]
+        atomic_write_text(new_dir / "metrics.csv", "".join(ln + "\n" for ln in [header, *kept]))
+
+
+def fork(run_dir: Path, new_dir: Path, changes: dict) -> Path:
+    """Copy `run_dir`'s last checkpoint and files into `new_dir` with `changes` applied; returns
+    the new checkpoint's path."""
+    if new_dir.exists():
+        raise SystemExit(f"fork_run: {new_dir} exists; pick a new folder")
+    state = checkpoint.load(run_dir, "last")
+    if state.get("step", 0) != 0:
+        raise SystemExit(f"fork_run: {run_dir}'s last checkpoint is mid-epoch; fork at an epoch's end")
+    cfg = apply(from_dict(state["config"]), changes, source="fork_run")
+    if cfg.train.epochs <= state["epoch"]:
+        raise SystemExit(f"fork_run: the checkpoint is at epoch {state['epoch']}; train.epochs must exceed it")
+    new_dir.mkdir(parents=True)
+    for name in COPIED:
+        shutil.copy2(run_dir / name, new_dir / name)
+    copy_metrics(run_dir, new_dir, state["epoch"])
+    state["config"] = cfg.to_dict()
+    state.pop("format", None)
+    checkpoint.save(state, new_dir / "checkpoints" / "last.pt")
+    atomic_write_text(new_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    changed = {k: v for k, v in flatten(cfg.to_dict()).items() if k in changes}
+    print(f"forked {run_dir} at epoch {state['epoch']} into {new_dir} with {changed}; "
+          f"continue with: ssgan train --resume {new_dir}")
+    return new_dir / "checkpoints" / "last.pt"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("new_dir", type=Path)
+    ap.add_argument("changes", nargs="+", metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    fork(args.run_dir, args.new_dir, dict(parse_change(c) for c in args.changes))
+
+
+if __name__ == "__main__":
+    main()
