@@ -62,9 +62,10 @@ def test_bench_jobs_runs_the_grid_in_parallel_processes_with_the_same_numbers(tm
 def test_cpu_sets_deal_out_this_process_s_cpus():
     cpus = sorted(os.sched_getaffinity(0))
     sets = cpu_sets(len(cpus))
-    assert sorted(c for s in sets for c in s) == cpus and all(len(s) == 1 for s in sets)
-    assert cpu_sets(1) == [cpus]
-    assert len(cpu_sets(2 * len(cpus))) == 2 * len(cpus)          # more jobs than CPUs: shared
+    assert sorted(c for s, _ in sets for c in s) == cpus and all(len(s) == 1 and t == 1 for s, t in sets)
+    assert cpu_sets(1) == [(cpus, len(cpus))]
+    # more jobs than CPUs: none pinned to a CPU of its own (the OS balances them), one thread each
+    assert cpu_sets(len(cpus) + 1) == [(cpus, 1)] * (len(cpus) + 1)
 
 
 def test_a_failing_run_under_jobs_stops_the_bench_with_its_error(tmp_path, capsys):

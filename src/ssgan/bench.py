@@ -66,24 +66,28 @@ def add_time(path: Path, wall_s: float, cpu_s: float) -> None:
                                         "sessions": old.get("sessions", 0) + 1}))
 
 
-def cpu_sets(jobs: int) -> list[list[int]]:
-    """The CPUs each of `jobs` simultaneous runs is pinned to: this process's CPUs dealt out in
-    contiguous blocks (shared round-robin when there are more jobs than CPUs)."""
+def cpu_sets(jobs: int) -> list[tuple[list[int], int]]:
+    """(CPUs, torch threads) for each of `jobs` simultaneous runs: this process's CPUs dealt out in
+    contiguous blocks, one thread per CPU. With more jobs than CPUs every run gets all of them and
+    one thread, and the OS balances the runs: pinned round-robin, two runs would share one CPU for
+    their whole length while a CPU whose single run ended first stood idle."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    if jobs >= len(cpus):
-        return [[cpus[i % len(cpus)]] for i in range(jobs)]
+    if jobs > len(cpus):
+        return [(cpus, 1)] * jobs
     per = len(cpus) // jobs
-    return [cpus[i * per:(i + 1) * per] for i in range(jobs)]
+    return [(cpus[i * per:(i + 1) * per], per) for i in range(jobs)]
 
 
-def _run_one(cfg: C.Config, run_dir: Path, resume: bool, cpus: list[int] | None = None) -> None:
-    """One run of the grid, timed (its bench_time.json). With `cpus` it is one of several at once,
-    in its own process: pinned to those CPUs where the OS allows, with as many torch threads, and
-    its log written to OUT/runs/NAME.log rather than interleaved with the others'."""
+def _run_one(cfg: C.Config, run_dir: Path, resume: bool, cpus: tuple[list[int], int] | None = None) -> None:
+    """One run of the grid, timed (its bench_time.json). With `cpus` (CPUs, threads) it is one of
+    several at once, in its own process: pinned to those CPUs where the OS allows, with that many
+    torch threads unless --train.threads says, and its log written to OUT/runs/NAME.log rather than
+    interleaved with the others'."""
     if cpus is not None:
+        cpu_list, threads = cpus
         if hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, cpus)
-        cfg.train.threads = cfg.train.threads or len(cpus)
+            os.sched_setaffinity(0, cpu_list)
+        cfg.train.threads = cfg.train.threads or threads
     t0, c0 = time.time(), cpu_seconds()
     try:
         if cpus is None:

@@ -227,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/bench", help="folder for the runs and the results files")
     p.add_argument("--jobs", type=positive_int, default=1, metavar="N",
                    help="runs at once, each in its own process pinned to its share of the CPUs with as many "
-                        "threads (unless --train.threads is set); each run's log goes to OUT/runs/NAME.log")
+                        "threads (more runs than CPUs: one thread each, unpinned; --train.threads overrides); "
+                        "each run's log goes to OUT/runs/NAME.log")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix on the test set")
