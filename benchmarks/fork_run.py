@@ -12,7 +12,8 @@ usual:
 
 Only the keys in FORKABLE may change: they alter the rate schedule or what is evaluated, never
 what the saved weights, optimiser state or data split mean. The copy's metrics hold the base run's
-epochs up to the fork, so its curves read from epoch 1. Resuming at an epoch boundary restores the
+epochs up to the fork, so its curves read from epoch 1; a fork of an `ssgan bench` run keeps its
+clock (bench_time.json), so resuming it with `ssgan bench` adds the fork's time to its base's. Resuming at an epoch boundary restores the
 RNG states and batch streams, so the fork continues exactly as a run started with the new values
 would (bit-identical on the CPU when the schedule does not differ before the fork).
 """
@@ -30,7 +31,7 @@ from ssgan.files import atomic_write_text
 from ssgan.training import checkpoint
 
 FORKABLE = {"optim.decay", "optim.decay_epochs", "train.ema", "train.epochs"}
-COPIED = ("split.json",)
+COPIED = ("split.json", "bench_time.json")  # bench_time: an `ssgan bench` run's clock, which the fork continues
 
 
 def parse_change(text: str) -> tuple[str, str]:
@@ -67,7 +68,8 @@ def fork(run_dir: Path, new_dir: Path, changes: dict) -> Path:
         raise SystemExit(f"fork_run: the checkpoint is at epoch {state['epoch']}; train.epochs must exceed it")
     new_dir.mkdir(parents=True)
     for name in COPIED:
-        shutil.copy2(run_dir / name, new_dir / name)
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, new_dir / name)
     copy_metrics(run_dir, new_dir, state["epoch"])
     state["config"] = cfg.to_dict()
     state.pop("format", None)
