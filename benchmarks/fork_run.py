@@ -13,9 +13,10 @@ usual:
 Only the keys in FORKABLE may change: they alter the rate schedule or what is evaluated, never
 what the saved weights, optimiser state or data split mean. The copy's metrics hold the base run's
 epochs up to the fork, so its curves read from epoch 1; a fork of an `ssgan bench` run keeps its
-clock (bench_time.json), so resuming it with `ssgan bench` adds the fork's time to its base's. Resuming at an epoch boundary restores the
-RNG states and batch streams, so the fork continues exactly as a run started with the new values
-would (bit-identical on the CPU when the schedule does not differ before the fork).
+clock (bench_time.json), so resuming it with `ssgan bench` adds the fork's time to its base's.
+Resuming at an epoch boundary restores the RNG states and batch streams, so the fork continues
+exactly as a run started with the new values would (bit-identical on the CPU when the schedule
+does not differ before the fork).
 """
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ def load(folder: Path) -> dict:
 
 def budget(source: dict, cell: dict) -> str:
     """Epochs, batch and threads; then, where the folder's config records them, the net (and its
-    width), the rate schedule and bf16: rows of one label count differ in these too."""
+    width), the rate schedule, an EMA decay other than 0.999 and bf16: rows of one label count differ in these too."""
     c = source["config"]
     t = c["train"]
     parts = [f"{cell['epochs']} ep", f"batch {t['batch_size']}"]
@@ -65,6 +65,8 @@ def budget(source: dict, cell: dict) -> str:
         parts.append(f"rate decayed over the last {n}" if n < cell["epochs"] else f"rate decayed over all {n}")
     elif optim.get("decay") == "none":
         parts.append("constant rate")
+    if "ema" in t and t["ema"] != 0.999:                          # the evaluated average, where not the default
+        parts.append("D itself (no EMA)" if t["ema"] is None else f"EMA {t['ema']:g}")
     if t.get("amp") == "bf16":
         parts.append("bf16")
     return ", ".join(parts)

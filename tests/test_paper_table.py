@@ -91,3 +91,14 @@ def test_a_truncated_or_foreign_results_file_is_named(tmp_path, paper_table, tex
     with pytest.raises(SystemExit, match="bad/results.json is not a results.json of `ssgan bench`"):
         paper_table.load(tmp_path / "bad")
     assert (tmp_path / "bad" / "results.json").read_text() == text      # left as it was
+
+
+@pytest.mark.parametrize("ema, named", [(0.9999, ", EMA 0.9999"), (None, ", D itself (no EMA)"), (0.999, "")])
+def test_an_ema_other_than_the_default_is_named(tmp_path, paper_table, ema, named):
+    folder = write_bench(tmp_path / "e", 72, 100, 1, [("badgan", 100, 0, 90)])
+    data = json.loads((folder / "results.json").read_text())
+    data["meta"]["config"]["optim"] = {"decay": "none"}
+    data["meta"]["config"]["train"]["ema"] = ema
+    (folder / "results.json").write_text(json.dumps(data))
+    budget = paper_table.build_rows([paper_table.load(folder)])[0]["budget"]
+    assert budget == f"72 ep, batch 100, 1 thread, constant rate{named}"
