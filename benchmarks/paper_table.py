@@ -45,7 +45,8 @@ def load(folder: Path) -> dict:
 
 def budget(source: dict, cell: dict) -> str:
     """Epochs, batch and threads; then, where the folder's config records them, the net (and its
-    width), the rate schedule, an EMA decay other than 0.999 and bf16: rows of one label count differ in these too."""
+    width), the rate schedule, an EMA decay other than 0.999 and bf16: rows of one label count
+    differ in these too."""
     c = source["config"]
     t = c["train"]
     parts = [f"{cell['epochs']} ep", f"batch {t['batch_size']}"]
