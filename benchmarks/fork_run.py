@@ -23,7 +23,6 @@ the warm-up, the state at epoch 48 of 72 keeps about 3% of the weight at the end
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -31,10 +30,12 @@ import yaml
 
 from ssgan.config import apply, flatten, from_dict
 from ssgan.files import atomic_write_text
+from ssgan.tracking import Metrics
 from ssgan.training import checkpoint
 
 FORKABLE = {"optim.decay", "optim.decay_epochs", "train.ema", "train.epochs"}
-COPIED = ("split.json", "bench_time.json")  # bench_time: an `ssgan bench` run's clock, which the fork continues
+# bench_time: an `ssgan bench` run's clock, which the fork continues
+COPIED = ("split.json", "bench_time.json", "metrics.jsonl")
 
 
 def parse_change(text: str) -> tuple[str, object]:
@@ -42,20 +43,6 @@ def parse_change(text: str) -> tuple[str, object]:
     if not sep or key not in FORKABLE:
         raise SystemExit(f"fork_run: {text!r}: give KEY=VALUE with KEY one of {sorted(FORKABLE)}")
     return key, yaml.safe_load(value)
-
-
-def copy_metrics(run_dir: Path, new_dir: Path, epochs: int) -> None:
-    """The base run's records of epochs 1..`epochs` (it may have logged more since its checkpoint)."""
-    jsonl = run_dir / "metrics.jsonl"
-    if jsonl.is_file():
-        lines = [ln for ln in jsonl.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= epochs]
-        atomic_write_text(new_dir / "metrics.jsonl", "".join(ln + "\n" for ln in lines))
-    csv_path = run_dir / "metrics.csv"
-    if csv_path.is_file():
-        header, *rows = csv_path.read_text().splitlines()
-        col = header.split(",").index("epoch")
-        kept = [r for r in rows if int(r.split(",")[col]) <= epochs]
-        atomic_write_text(new_dir / "metrics.csv", "".join(ln + "\n" for ln in [header, *kept]))
 
 
 def fork(run_dir: Path, new_dir: Path, changes: dict) -> Path:
@@ -73,7 +60,7 @@ def fork(run_dir: Path, new_dir: Path, changes: dict) -> Path:
     for name in COPIED:
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, new_dir / name)
-    copy_metrics(run_dir, new_dir, state["epoch"])
+    Metrics(new_dir).truncate(state["epoch"])   # as a resume does: the base may have logged epochs since
     state["config"] = cfg.to_dict()
     state.pop("format", None)
     checkpoint.save(state, new_dir / "checkpoints" / "last.pt")

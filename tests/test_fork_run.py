@@ -69,3 +69,15 @@ def test_an_existing_target_or_too_few_epochs_is_refused(fork_run, tmp_path):
     with pytest.raises(SystemExit, match="must exceed"):
         fork_run.main([str(tmp_path / "base"), str(tmp_path / "fork"), "train.ema=0.99"])
     assert not (tmp_path / "fork").exists()
+
+
+def test_a_mid_epoch_checkpoint_is_refused(fork_run, tmp_path):
+    torch.manual_seed(0)
+    T.train(make_cfg(BASE, train__epochs=1), tmp_path / "base")
+    state = ckpt.load(tmp_path / "base")
+    state["step"] = 3                                     # as a run stopped by a signal mid-epoch leaves it
+    state.pop("format")
+    ckpt.save(state, tmp_path / "base" / "checkpoints" / "last.pt")
+    with pytest.raises(SystemExit, match="mid-epoch"):
+        fork_run.main([str(tmp_path / "base"), str(tmp_path / "fork"), "train.epochs=2"])
+    assert not (tmp_path / "fork").exists()
