@@ -178,6 +178,38 @@ def test_weight_norm_layer_output_does_not_depend_on_the_scale_of_v():
     torch.testing.assert_close(layer(x), before)
 
 
+def test_weight_norm_layer_matches_the_naive_formula_in_values_and_gradients():
+    """The layer scales its output (addcmul) rather than rebuilding w = g * v / ||v||; both must agree."""
+    torch.manual_seed(0)
+    layer = WNLinear(6, 3, train_scale=True)
+    with torch.no_grad():
+        layer.g.uniform_(0.5, 2.0)
+        layer.b.normal_()
+    x = torch.randn(4, 6)
+    v, g, b = (t.detach().clone().requires_grad_() for t in (layer.v, layer.g, layer.b))
+    naive = x @ (g[:, None] * v / v.norm(dim=1, keepdim=True)).T + b
+    out = layer(x)
+    torch.testing.assert_close(out, naive)
+    w = torch.randn_like(out)
+    (out * w).sum().backward()
+    (naive * w).sum().backward()
+    for ours, ref in ((layer.v, v), (layer.g, g), (layer.b, b)):
+        torch.testing.assert_close(ours.grad, ref.grad)
+
+
+def test_gaussian_noise_adds_sigma_times_a_standard_normal_draw_and_passes_gradients():
+    x = torch.randn(5, 7, requires_grad=True)
+    layer = GaussianNoise(0.5)
+    torch.manual_seed(3)
+    out = layer(x)
+    torch.manual_seed(3)
+    torch.testing.assert_close(out, x + 0.5 * torch.randn(5, 7))   # the same draw, the naive formula
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones(5, 7))
+    layer.eval()
+    assert layer(x) is x
+
+
 def test_dcgan_input_noise_only_in_train_mode_and_off_by_default():
     torch.manual_seed(0)
     D, _ = build_nets(ModelConfig(net="dcgan28", width=0.125, dropout=0.0, input_noise=0.3), 1, 28, 5)

@@ -25,7 +25,7 @@ from ..files import atomic_write_text, remove_stale_temps
 from ..nets import preferred_size
 from ..samples import generate, plot_curves, save_grid
 from ..tracking import Metrics, Progress, epoch_line, log, machine, write_summary
-from . import checkpoint, distributed
+from . import checkpoint, distributed, host
 from .precision import choose_amp
 from .run import DEFAULT_STEPS, FEW_STEPS, Run, build_run
 from .run_folder import load_or_draw_split, locked, save_config
@@ -48,6 +48,8 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
     say = log if dd.main else (lambda msg: None)
     if t.threads:
         torch.set_num_threads(t.threads)
+    if device.type == "cpu":
+        host.keep_freed_memory()  # no page faults for the buffers every step frees and takes again
     saved = checkpoint.load(run_dir, "last") if resume else None
     amp_note = ""
     if t.amp == "auto":  # a resumed run keeps the precision it started with; ranks must all agree
