@@ -34,6 +34,7 @@ from ssgan.algorithms import build_algorithm
 from ssgan.nets import build_nets, settle, to_layout
 from ssgan.files import atomic_write_text
 from ssgan.tracking import cpu_model
+from ssgan.training import host
 from ssgan.training.step import StepParts, d_step, g_step, make_step_parts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -262,6 +263,9 @@ def main() -> None:
         child(json.loads(args.child))
         return
     iters = 5 if args.quick else 30
+    # as training on the CPU does; the plain path below runs in this process too, so it gets the same
+    # allocator (which understates ssgan's lead over it, if anything)
+    host.keep_freed_memory()
     ceil = {**ceilings(reps=3 if args.quick else 11), **conv_ceilings(reps=3 if args.quick else 5)}
     print(f"CPU: {cpu_model()}")
     print(f"ceilings (n=2048 matmul, {torch.get_num_threads()} threads): fp32 torch.mm {ceil['fp32_mm']:.0f}, "
