@@ -23,7 +23,7 @@ from ssgan.training.run import decay_span
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Most-trained first: the README's rows, in this order within each label count.
-DEFAULT_SOURCES = ["fm100_300ep", "fm100_30min_alone", "badgan100_72ep", "badgan100_ema9999",
+DEFAULT_SOURCES = ["fm100_300ep", "fm100_30min_alone", "badgan100_72ep", "badgan100_ema9999", "badgan100_g2_ema9999",
                    "mnist_kplus1_dcgan_ent33_bf16", "fm100_30min", "fm100", "short_grid"]
 # Column order; a table shows only the methods some row has.
 METHODS = ["fm", "badgan", "ct", "kplus1", "supervised"]
@@ -45,8 +45,8 @@ def load(folder: Path) -> dict:
 
 def budget(source: dict, cell: dict) -> str:
     """Epochs, batch and threads; then, where the folder's config records them, the net (and its
-    width), the rate schedule, an EMA decay other than 0.999 and bf16: rows of one label count
-    differ in these too."""
+    width), G's own Adam beta1 and steps, the rate schedule, an EMA decay other than 0.999 and bf16:
+    rows of one label count differ in these too."""
     c = source["config"]
     t = c["train"]
     parts = [f"{cell['epochs']} ep", f"batch {t['batch_size']}"]
@@ -61,6 +61,8 @@ def budget(source: dict, cell: dict) -> str:
         parts.append(net + (f" w{width:g}" if width != 1.0 else ""))
     if optim.get("g_beta1") is not None:
         parts.append(f"G's Adam beta1 {optim['g_beta1']:g}")
+    if optim.get("g_steps", 1) != 1:
+        parts.append(f"{optim['g_steps']} G steps per D step")
     if optim.get("decay") == "linear":
         n = decay_span(optim["decay_epochs"], cell["epochs"])      # as training counts it
         parts.append(f"rate decayed over the last {n}" if n < cell["epochs"] else f"rate decayed over all {n}")

@@ -102,3 +102,13 @@ def test_an_ema_other_than_the_default_is_named(tmp_path, paper_table, ema, name
     (folder / "results.json").write_text(json.dumps(data))
     budget = paper_table.build_rows([paper_table.load(folder)])[0]["budget"]
     assert budget == f"72 ep, batch 100, 1 thread, constant rate{named}"
+
+
+@pytest.mark.parametrize("g_steps, named", [(2, ", 2 G steps per D step"), (1, ""), (None, "")])
+def test_more_than_one_g_step_is_named(tmp_path, paper_table, g_steps, named):
+    folder = write_bench(tmp_path / "g", 72, 100, 1, [("badgan", 100, 0, 90)])
+    data = json.loads((folder / "results.json").read_text())
+    data["meta"]["config"]["optim"] = {"decay": "none"} | ({} if g_steps is None else {"g_steps": g_steps})
+    (folder / "results.json").write_text(json.dumps(data))
+    budget = paper_table.build_rows([paper_table.load(folder)])[0]["budget"]
+    assert budget == f"72 ep, batch 100, 1 thread{named}, constant rate"
