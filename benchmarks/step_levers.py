@@ -12,10 +12,15 @@ Levers:
   OS, so every step maps and zero-fills them again (about 1,500 page faults per step measured on
   the mlp); `ssgan.training.host.keep_freed_memory` raises the thresholds, as training does on the
   CPU.
-- `noise: add then mul`: the Gaussian-noise layer as `x + randn * sigma` (two passes) against
-  `x.add(randn, alpha=sigma)` (one).
-- `wn: mul then add`: the weight-normalised layer's output as `y * scale + b` against
-  `torch.addcmul(b, y, scale)`.
+- `noise: one pass`: the Gaussian-noise layer as `x.add(randn, alpha=sigma)` against training's
+  `x + randn * sigma` (two passes).
+- `wn: addcmul`: the weight-normalised layer's output as `torch.addcmul(b, y, scale)` against
+  training's `y * scale + b`.
+
+Session 17 (one thread, Intel Xeon, two runs): the default allocator was 6% and 4% slower (in 7 and
+5 of 7 rounds); the one-pass forms were 0.6-1.8% faster, within the rounds' spread. They were not
+adopted: they round differently (fused multiply-add), so no published result would repeat bit for
+bit any more.
 
     python benchmarks/step_levers.py                # prints the table, writes JSON
     python benchmarks/step_levers.py --quick        # a smoke test
@@ -50,15 +55,15 @@ from ssgan.training.step import d_step, g_step  # noqa: E402
 OUT = Path(__file__).resolve().parent / "results" / "step_levers.json"
 
 
-def noise_two_passes(self, x):
+def noise_one_pass(self, x):
     if self.training and self.sigma > 0:
-        return x + torch.randn_like(x) * self.sigma
+        return x.add(torch.randn_like(x), alpha=self.sigma)
     return x
 
 
-def wn_mul_add(self, x):
+def wn_addcmul(self, x):
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    return self.apply_v(x) * (self.g / self.v_norm()).view(shape) + self.b.view(shape)
+    return torch.addcmul(self.b.view(shape), self.apply_v(x), (self.g / self.v_norm()).view(shape))
 
 
 @contextlib.contextmanager
@@ -74,8 +79,8 @@ def patched(obj, name, fn):
 VARIANTS = {  # name -> a context that turns one lever to its other form
     "as trained (memory kept)": contextlib.nullcontext,
     "glibc default": contextlib.nullcontext,  # the child skips keep_freed_memory
-    "noise: add then mul": lambda: patched(mlp.GaussianNoise, "forward", noise_two_passes),
-    "wn: mul then add": lambda: patched(weightnorm.WeightNormed, "forward", wn_mul_add),
+    "noise: one pass": lambda: patched(mlp.GaussianNoise, "forward", noise_one_pass),
+    "wn: addcmul": lambda: patched(weightnorm.WeightNormed, "forward", wn_addcmul),
 }
 
 

@@ -34,7 +34,7 @@ class GaussianNoise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.sigma > 0:
-            return x.add(torch.randn_like(x), alpha=self.sigma)  # one pass: x + sigma * noise
+            return x + torch.randn_like(x) * self.sigma
         return x
 
 

@@ -29,7 +29,7 @@ class WeightNormed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (1, -1) + (1,) * (x.ndim - 2)  # per output unit: dimension 1
-        return torch.addcmul(self.b.view(shape), self.apply_v(x), (self.g / self.v_norm()).view(shape))
+        return self.apply_v(x) * (self.g / self.v_norm()).view(shape) + self.b.view(shape)
 
     @torch.no_grad()
     def data_init(self, x: torch.Tensor) -> torch.Tensor:
