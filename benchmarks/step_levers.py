@@ -1,4 +1,4 @@
-"""A/B of small levers on the fm / mlp training step, interleaved in one process.
+"""A/B of small levers on the fm / mlp training step, in turns, each variant in its own process.
 
 Each lever is a variant of the step that `throughput.py` times (`d_step` + `g_step` on fixed
 batches). Each variant runs in a fresh child process (the allocator's state carries over within a

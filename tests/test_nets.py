@@ -179,7 +179,7 @@ def test_weight_norm_layer_output_does_not_depend_on_the_scale_of_v():
 
 
 def test_weight_norm_layer_matches_the_naive_formula_in_values_and_gradients():
-    """The layer scales its output (addcmul) rather than rebuilding w = g * v / ||v||; both must agree."""
+    """The layer scales its output rather than rebuilding w = g * v / ||v||; both must agree."""
     torch.manual_seed(0)
     layer = WNLinear(6, 3, train_scale=True)
     with torch.no_grad():
