@@ -9,9 +9,10 @@ import pytest
 
 from ssgan.training import host
 
-# Salimans et al.'s MNIST step (fm, the mlp, batch 100) 20 times, then the minor page faults of 10
-# more. By default glibc hands the step's freed buffers back to the OS (or trims them off its heap),
-# so every step maps and zero-fills them again.
+# Salimans et al.'s MNIST step (fm, the mlp, batch 100) 20 times, then the minor page faults of 5
+# more, the fewest of three such windows (a fault the kernel takes for its own reasons, such as
+# moving pages, lands in one window). By default glibc hands the step's freed buffers back to the OS
+# (or trims them off its heap), so every step maps and zero-fills them again.
 CHILD = """
 import json, resource, sys, torch
 from ssgan import config as C
@@ -31,10 +32,13 @@ x_lab, y_lab, x_unl, x_unl_g = x(), torch.randint(0, 10, (100,)), x(), x()
 step = lambda: d_step(parts, x_lab, y_lab, x_unl) + g_step(parts, x_unl_g)
 for _ in range(20):
     step()
-f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-    step()
-print(json.dumps({"kept": kept, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0}))
+windows = []
+for _ in range(3):
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        step()
+    windows.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+print(json.dumps({"kept": kept, "faults": min(windows)}))
 """
 
 
@@ -47,5 +51,5 @@ def faults(mode: str) -> dict:
 def test_kept_memory_takes_no_page_faults_in_the_training_step():
     default, kept = faults("default"), faults("keep")
     assert kept["kept"] is True
-    assert default["faults"] > 10 * 200       # glibc's default: the step's pages mapped again every step
+    assert default["faults"] > 5 * 200        # glibc's default: the step's pages mapped again every step
     assert kept["faults"] < default["faults"] / 20
