@@ -130,7 +130,8 @@ def main() -> None:
     ceil = ceilings(reps=3 if args.quick else 11)
     fp32 = max(ceil["fp32_mm"], ceil["fp32_onednn"])
     threads = torch.get_num_threads()
-    print(f"CPU: {cpu_model()}; {threads} threads; glibc thresholds settable: {host.keep_freed_memory()}")
+    settable = host.keep_freed_memory()  # only reported here: each child sets (or skips) it itself
+    print(f"CPU: {cpu_model()}; {threads} threads; glibc thresholds settable: {settable}")
     print(f"ceilings (n=2048 matmul): fp32 torch.mm {ceil['fp32_mm']:.0f}, "
           f"fp32 oneDNN {ceil['fp32_onednn']:.0f} GFLOP/s")
     with FlopCounterMode(display=False) as counter:

@@ -4,10 +4,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ssgan.training import host
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 # Salimans et al.'s MNIST step (fm, the mlp, batch 100) 20 times, then the minor page faults of 5
 # more, the fewest of three such windows (a fault the kernel takes for its own reasons, such as
@@ -15,20 +18,13 @@ from ssgan.training import host
 # (or trims them off its heap), so every step maps and zero-fills them again.
 CHILD = """
 import json, resource, sys, torch
-from ssgan import config as C
-from ssgan.algorithms import build_algorithm
-from ssgan.nets import build_nets, settle
+sys.path.insert(0, sys.argv[2])
+from throughput import make_parts          # the step the benchmarks time, seeded, on fixed batches
 from ssgan.training import host
-from ssgan.training.step import d_step, g_step, make_step_parts
+from ssgan.training.step import d_step, g_step
 torch.set_num_threads(1)
 kept = host.keep_freed_memory() if sys.argv[1] == "keep" else None
-torch.manual_seed(0)
-cfg = settle(C.build(overrides={"method.name": "fm", "model.net": "mlp"}), 1, 28)
-algo = build_algorithm(cfg.method)
-D, G = build_nets(cfg.model, 1, 28, algo.num_logits(10))
-parts = make_step_parts(cfg, algo, D, G, torch.device("cpu"))
-x = lambda: torch.rand(100, 1, 28, 28) * 2 - 1
-x_lab, y_lab, x_unl, x_unl_g = x(), torch.randint(0, 10, (100,)), x(), x()
+parts, (x_lab, y_lab, x_unl, x_unl_g) = make_parts("fm", "mlp", 28, 1.0, 100, "none", 3e-3)
 step = lambda: d_step(parts, x_lab, y_lab, x_unl) + g_step(parts, x_unl_g)
 for _ in range(20):
     step()
@@ -43,7 +39,8 @@ print(json.dumps({"kept": kept, "faults": min(windows)}))
 
 
 def faults(mode: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(BENCHMARKS)], capture_output=True, text=True,
+                         check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
