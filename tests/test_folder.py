@@ -372,3 +372,18 @@ def test_a_cifar_style_folder_reads_train_as_labeled_and_labels_subsample_it(tmp
     assert split["request"] == "labels=6" and split["labeled_per_class"] == [2, 2, 2] and split["num_train"] == 24
     assert all(f.startswith("train/") for f in split["files"]["labeled"])
     assert "24 labeled images in 3 classes, 0 unlabeled, 6 test" in capsys.readouterr().out
+
+
+def test_class_files_are_listed_in_torchvision_s_order(tmp_path):
+    """The walk ssgan does itself lists what torchvision's make_dataset listed, in its order, so the
+    splits of folder runs made before are the same."""
+    from torchvision.datasets.folder import make_dataset
+    from ssgan.data.folder import _class_files, _visible
+    for rel in ["b/2.png", "b/10.png", "b/sub/a.png", "b/Sub/z.png", "a/x.png", "a/.hidden.png", "a/.d/y.png",
+                "a/deep/er/q.png", "c/only.txt"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    index = {"b": 0, "a": 1, "c": 2}
+    ours = _class_files(tmp_path, index)
+    assert ours == make_dataset(str(tmp_path), index, is_valid_file=_visible(tmp_path), allow_empty=True)
+    assert len(ours) == 7 and not any("/." in p for p, _ in ours)

@@ -378,7 +378,7 @@ def test_build_run_makes_a_generator_only_for_methods_that_train_one(method, tmp
     uses_g = ALGORITHMS[method].uses_generator
     parts = [run.G, run.unl, run.unl_g, run.fixed_z, run.parts.G, run.parts.opt_g]
     assert all((p is not None) == uses_g for p in parts), parts
-    assert len(run.schedulers) == (2 if uses_g else 1)
+    assert len(run.schedule.optimizers) == (2 if uses_g else 1)
     assert run.term_names[-1] == ("g_loss" if uses_g else "d_loss")
 
 

@@ -23,7 +23,6 @@ from typing import Callable
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision.datasets.folder import make_dataset
 
 from ..errors import DataError
 from .base import ImageSet, SourceData
@@ -138,6 +137,17 @@ def _visible(folder: Path):
     return lambda path: not any(part.startswith(".") for part in Path(path).relative_to(folder).parts)
 
 
+def _class_files(root: Path, class_index: dict[str, int]) -> list[tuple[str, int]]:
+    """(path, class index) of every visible file under root/<class>/, at any depth: classes by name,
+    then folders and files in sorted order (torchvision's make_dataset's order, so the splits of runs
+    made when it listed the files are the same; it is not imported, see standard.py)."""
+    visible, samples = _visible(root), []
+    for name in sorted(class_index):
+        for folder, _, files in sorted(os.walk(root / name, followlinks=True)):
+            samples += [(p, class_index[name]) for p in (os.path.join(folder, f) for f in sorted(files)) if visible(p)]
+    return samples
+
+
 def _by_class(root: Path, what: str, skip: bool, bad: list[str], classes: list[str] | None = None,
               seen: dict | None = None) -> tuple[list[str], list[Path], list[int]]:
     """Class names (sorted subfolders, or the given ones) and every good image with its class index."""
@@ -151,9 +161,7 @@ def _by_class(root: Path, what: str, skip: bool, bad: list[str], classes: list[s
     if unknown:
         raise DataError(f"{root}: classes {unknown} are not among the labeled classes {classes}")
     classes = classes or found
-    # torchvision's walk of the class folders; the checks of each file are ours (screen)
-    samples = make_dataset(str(root), {c: i for i, c in enumerate(classes) if c in found},
-                           is_valid_file=_visible(root), allow_empty=True)
+    samples = _class_files(root, {c: i for i, c in enumerate(classes) if c in found})
     good = set(screen([Path(p) for p, _ in samples], skip, bad, seen))
     paths, labels = zip(*[(Path(p), c) for p, c in samples if Path(p) in good]) if good else ((), ())
     empty = [c for c in found if classes.index(c) not in labels]

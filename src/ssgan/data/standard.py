@@ -1,16 +1,19 @@
-"""The field's datasets through torchvision: MNIST, Fashion-MNIST, KMNIST, CIFAR-10 and SVHN.
+"""The field's datasets: MNIST, Fashion-MNIST, KMNIST, CIFAR-10 and SVHN.
 
-torchvision supplies the download lists, the integrity checks and the file layouts. This module
-adds what it lacks: where to look (the data root: --data-root, $SSGAN_DATA or the cache), errors
-that name the file and say what to do, a timeout on downloads, checks of the decompressed IDX
-content (copies re-compressed by others differ in their gzip wrappers, not in their content), and
-the embedded 6,000-image MNIST subset for offline runs.
+torchvision supplies the download lists, the integrity checks of the downloads, and the readers of
+CIFAR-10's and SVHN's files. It is imported only where those are needed (a download, KMNIST's md5
+list, CIFAR-10, SVHN): importing it imports torch._dynamo, about 165 MB of resident memory, and an
+MNIST run reads its IDX files itself (idx.py). This module adds what torchvision lacks: where to look
+(the data root: --data-root, $SSGAN_DATA or the cache), errors that name the file and say what to
+do, a timeout on downloads, checks of the decompressed IDX content (copies re-compressed by others
+differ in their gzip wrappers, not in their content), and the embedded 6,000-image MNIST subset
+for offline runs.
 
 Layouts accepted under the data root, for each dataset: torchvision's own (ROOT/MNIST/raw/...,
 ROOT/cifar-10-batches-py/, ROOT/train_32x32.mat) or a folder named after the dataset holding the
 same files (ROOT/mnist/*.gz, ROOT/fashion-mnist/, ROOT/cifar10/cifar-10-batches-py/, ROOT/svhn/).
-IDX files found gzip-compressed outside torchvision's layout are verified and decompressed once
-into the cache, where torchvision reads them.
+IDX files, raw or gzip-compressed, are verified and read where they are; nothing is written beside
+them.
 """
 from __future__ import annotations
 
@@ -26,40 +29,57 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-import torchvision.datasets as tvd
-from torchvision.datasets.utils import calculate_md5
 
 from ..errors import DataError
-from ..files import atomic_write_bytes
 from .base import ImageSet, SourceData
+from .idx import decode_idx
 
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
+def tv_datasets():
+    """torchvision.datasets, imported on first use (see the module's docstring)."""
+    import torchvision.datasets
+    return torchvision.datasets
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class IdxSet:
-    tv: type                       # the torchvision class: its mirrors, resources (md5 of the .gz) and layout
+    tv_name: str                   # the torchvision class: its mirrors, resources (md5 of the .gz), layout ROOT/<name>/raw
     folder: str                    # our folder name under the data root
     classes: list[str]
     sha256: dict[str, str] | None  # of the decompressed files, where known: any re-compressed copy passes
     sizes: tuple[int, ...] = (47040016, 60008, 7840016, 10008)  # decompressed bytes: 60,000 + 10,000 28 x 28
 
+    @property
+    def tv(self) -> type:
+        return getattr(tv_datasets(), self.tv_name)
+
 
 IDX_SETS = {
-    "mnist": IdxSet(tvd.MNIST, "mnist", [str(i) for i in range(10)], dict(zip(IDX_STEMS, (
+    "mnist": IdxSet("MNIST", "mnist", [str(i) for i in range(10)], dict(zip(IDX_STEMS, (
         "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
         "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
         "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
         "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2")))),
-    "fashion-mnist": IdxSet(tvd.FashionMNIST, "fashion-mnist", list(tvd.FashionMNIST.classes), dict(zip(IDX_STEMS, (
+    "fashion-mnist": IdxSet("FashionMNIST", "fashion-mnist", [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"], dict(zip(IDX_STEMS, (
         "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
         "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
         "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
         "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34")))),
-    "kmnist": IdxSet(tvd.KMNIST, "kmnist", list(tvd.KMNIST.classes), None),  # checked by the .gz's md5
+    "kmnist": IdxSet("KMNIST", "kmnist", ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"], None),  # checked by the .gz's md5
 }
 # The subset of MNIST shipped in the package (every tenth image), for offline runs.
-SUBSET = IdxSet(tvd.MNIST, "mnist-subset", IDX_SETS["mnist"].classes, dict(zip(IDX_STEMS, (
+SUBSET = IdxSet("MNIST", "mnist-subset", IDX_SETS["mnist"].classes, dict(zip(IDX_STEMS, (
     "2552e7ed83db49429bfbe826379a0d9d4332bc8baeab0bf6ac46314b61bbc940",
     "d57fd2c35c7d79943bbbdad853489a0fa992aee7fc28208cca2481eabbcc2d65",
     "7f2ba90f83cef36b1c915eaa41461af190f186f7ac6cc72d75136e4fbcdb64a5",
@@ -71,7 +91,7 @@ FIX = "delete it to have it downloaded again, or replace it with the official fi
 
 
 def cache_dir() -> Path:
-    """Writable scratch for decompressed copies: the user's cache, whatever the data root is."""
+    """The user's cache: the data root, and where downloads go, when neither --data-root nor $SSGAN_DATA is set."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ssgan"
 
 
@@ -112,7 +132,7 @@ def verified_idx(path: Path, stem: str, spec: IdxSet) -> bytes:
         if digest != spec.sha256[stem]:
             raise DataError(f"{path}: not the official {spec.folder} file (sha256 of its content {digest[:16]}..., "
                             f"expected {spec.sha256[stem][:16]}...); {FIX}")
-    elif path.suffix == ".gz" and calculate_md5(str(path)) != dict(spec.tv.resources)[stem + ".gz"]:
+    elif path.suffix == ".gz" and file_md5(path) != dict(spec.tv.resources)[stem + ".gz"]:
         raise DataError(f"{path}: not the official {spec.folder} file (its md5 differs from torchvision's list); {FIX}")
     return data
 
@@ -126,24 +146,23 @@ def _find_idx(folders: list[Path]) -> dict[str, Path] | None:
     return None
 
 
-def _read_idx(files: dict[str, Path], spec: IdxSet, tv_root: Path) -> dict[str, ImageSet]:
-    """Verify the files, then read them with torchvision from its layout under tv_root: the files
-    themselves when they are there, else decompressed copies written there (kept for later runs)."""
-    raw = tv_root / spec.tv.__name__ / "raw"
-    for stem, path in files.items():
-        data = verified_idx(path, stem, spec)
-        if path != raw / stem and not ((raw / stem).is_file() and (raw / stem).read_bytes() == data):
-            atomic_write_bytes(raw / stem, data)
-    sets = {}
-    for part, train in (("train", True), ("test", False)):
-        ds = spec.tv(str(tv_root), train=train, download=False)
-        sets[part] = ImageSet(ds.data.unsqueeze(1).contiguous(), ds.targets.long())  # (N, 1, 28, 28) uint8
-    return sets
+def _read_idx(files: dict[str, Path], spec: IdxSet) -> dict[str, ImageSet]:
+    """Verify the four files, then decode their content: {"train", "test"} -> (N, 1, 28, 28) uint8 images."""
+    content = {stem: verified_idx(path, stem, spec) for stem, path in files.items()}
+    arrays = {}
+    for stem, data in content.items():
+        try:
+            arrays[stem] = decode_idx(data, str(files[stem]))
+        except ValueError as e:
+            raise DataError(f"{e}; {FIX}") from None
+    return {part: ImageSet(arrays[f"{prefix}-images-idx3-ubyte"].unsqueeze(1).contiguous(),
+                           arrays[f"{prefix}-labels-idx1-ubyte"].long())
+            for part, prefix in (("train", "train"), ("test", "t10k"))}
 
 
 def load_idx(name: str, root: Path, download: bool = True, allow_subset: bool = False) -> SourceData:
     spec, protocol = IDX_SETS[name], {"labels": PROTOCOLS[name]}
-    tv_raw = root / spec.tv.__name__ / "raw"
+    tv_raw = root / spec.tv_name / "raw"
     found = _find_idx([tv_raw, root / spec.folder, root])
     failed = None
     if found is None and download:
@@ -156,14 +175,13 @@ def load_idx(name: str, root: Path, download: bool = True, allow_subset: bool = 
             failed = e  # offline: fall back to the embedded subset below, and say why
         found = _find_idx([tv_raw])
     if found is not None:
-        in_place = all(p.parent == tv_raw and p.suffix != ".gz" for p in found.values())
-        sets = _read_idx(found, spec, root if in_place else cache_dir() / "torchvision")
+        sets = _read_idx(found, spec)
         return SourceData(name, sets["train"], sets["test"], spec.classes, protocol)
     if name != "mnist" or not allow_subset:
         raise DataError(_missing_idx(spec, root) + (" Or allow the embedded 6,000-image subset with "
                                                     "--data.allow_subset=true." if name == "mnist" else ""))
     folder = Path(str(resources.files("ssgan.data") / "embedded"))
-    sets = _read_idx({s: folder / f"mnist-subset-{s}.gz" for s in IDX_STEMS}, SUBSET, cache_dir() / "subset")
+    sets = _read_idx({s: folder / f"mnist-subset-{s}.gz" for s in IDX_STEMS}, SUBSET)
     note = (f"full MNIST not found in {root}{' and not downloadable' if failed else ''}: training on the embedded "
             f"6,000-image subset (put the four IDX files in {root / 'mnist'} or set $SSGAN_DATA)")
     return SourceData("mnist-subset", sets["train"], sets["test"], spec.classes, protocol, note=note)
@@ -183,13 +201,14 @@ def _check_files(folder: Path, listed: list[tuple[str, str]], name: str) -> None
         if not path.is_file():
             raise DataError(f"{path} is missing: {name} needs {', '.join(f for f, _ in listed)} in {folder}; "
                             "allow the download or copy the official files there")
-        if calculate_md5(str(path)) != md5:
+        if file_md5(path) != md5:
             raise DataError(f"{path}: corrupted or not the official {name} file (its md5 differs); {FIX}")
 
 
 def load_cifar10(root: Path, download: bool = True) -> SourceData:
     """CIFAR-10's python batches. They are pickles, unpickled by torchvision only after every file's
     md5 matched the official release, so no other content is ever unpickled."""
+    tvd = tv_datasets()
     base = tvd.CIFAR10.base_folder
     tv_root = next((r for r in (root, root / "cifar10") if (r / base).is_dir()), None)
     if tv_root is None and download:
@@ -216,6 +235,7 @@ def load_svhn(root: Path, download: bool = True) -> SourceData:
         import scipy.io  # noqa: F401  (torchvision reads .mat files with it)
     except ImportError:
         raise DataError("SVHN's .mat files need scipy: pip install scipy") from None
+    tvd = tv_datasets()
     split = tvd.SVHN.split_list
     tv_root = next((r for r in (root / "svhn", root) if (r / split["train"][1]).is_file()), None)
     if tv_root is None and download:

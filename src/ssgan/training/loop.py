@@ -16,14 +16,13 @@ import time
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid
 
 from ..data.sources import load_source
 from ..errors import Interrupted, NonFiniteLoss
 from ..evaluate import class_logits, error_counts
 from ..files import atomic_write_text, remove_stale_temps
 from ..nets import preferred_size
-from ..samples import generate, plot_curves, save_grid
+from ..samples import generate, make_grid, plot_curves, save_grid
 from ..tracking import Metrics, Progress, epoch_line, log, machine, write_summary
 from . import checkpoint, distributed, host
 from .precision import choose_amp
@@ -223,7 +222,7 @@ def end_of_epoch(run: Run, metrics: Metrics | None, run_dir: Path, epoch_time: f
         if run.G is not None and t.sample_every and run.epoch % t.sample_every == 0:
             images = generate(run.G, run.fixed_z.to(run.device))
             save_grid(images, run_dir / "samples" / f"epoch_{run.epoch:03d}.png")
-            metrics.add_images("samples", make_grid(images, nrow=8, normalize=True, value_range=(-1, 1)), run.epoch)
+            metrics.add_images("samples", make_grid(images, nrow=8), run.epoch)
     save_checkpoint(run, run_dir, "last")
     if improved:
         save_checkpoint(run, run_dir, "best")

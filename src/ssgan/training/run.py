@@ -7,12 +7,11 @@ unlabeled streams and no G optimiser); the loop never asks again. `Run.state_dic
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn as nn
-from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..algorithms import Algorithm, build_algorithm
@@ -49,6 +48,27 @@ def lr_factor(cfg: Config, steps_per_epoch: int):
     return factor
 
 
+@dataclass
+class RateSchedule:
+    """Each optimiser's rate at the k-th step: its base rate (the one it was built with) times
+    `factor(k)`. The same product torch's LambdaLR computed, done here because LambdaLR takes only
+    torch.optim optimisers (adam.py says why ssgan's Adam is not one). The rate is a function of
+    the position, so a resumed run seeks to it."""
+    optimizers: list
+    factor: Callable[[int], float]
+    position: int = 0
+    bases: list[float] = field(init=False)
+
+    def __post_init__(self):
+        self.bases = [opt.param_groups[0]["lr"] for opt in self.optimizers]
+        self.seek(self.position)
+
+    def seek(self, k: int) -> None:
+        self.position = k
+        for opt, base in zip(self.optimizers, self.bases):
+            opt.param_groups[0]["lr"] = base * self.factor(k)
+
+
 def ema_update(decay: float, warmup: bool):
     """AveragedModel's update: an exponential moving average. With warm-up the decay after n
     updates is min(decay, (1 + n) / (10 + n)) (TensorFlow's ExponentialMovingAverage with
@@ -79,7 +99,7 @@ class Run:
     G: nn.Module | None                 # None: the method trains no generator
     ema: AveragedModel | None
     parts: StepParts
-    schedulers: list[LambdaLR]
+    schedule: RateSchedule
     lab: LabeledStream
     unl: UnlabeledStream | None         # D's unlabeled batches (None without G)
     unl_g: UnlabeledStream | None       # the real batches G's features are matched to
@@ -109,8 +129,7 @@ class Run:
         self.losses[self.step] = torch.stack([v.detach().float() for v in row]).cpu()
         self.step, self.global_step = self.step + 1, self.global_step + 1
         self.lr = self.parts.opt_d.param_groups[0]["lr"]
-        for s in self.schedulers:
-            s.step()
+        self.schedule.seek(self.schedule.position + 1)
 
     def finish_epoch(self) -> None:
         self.epoch, self.step = self.epoch + 1, 0
@@ -150,11 +169,7 @@ class Run:
         self.losses = s["acc"]
         if len(self.losses) != self.steps_per_epoch or not exact:  # another batch or data: redo the partial epoch
             self.losses, self.step = torch.zeros(self.steps_per_epoch, len(self.term_names)), 0
-        for sched in self.schedulers:  # the rate is a function of the position: seek to it
-            sched.last_epoch = self.epoch * self.steps_per_epoch + self.step - 1
-            with warnings.catch_warnings():  # stepping before the optimiser is the point of a seek
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
-                sched.step()
+        self.schedule.seek(self.epoch * self.steps_per_epoch + self.step)
         torch.set_rng_state(s["rng"]["torch"])
         if s["rng"]["cuda"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(s["rng"]["cuda"])
@@ -218,13 +233,13 @@ def build_run(cfg: Config, data: SourceData, split: Split, device: torch.device,
     val_idx = torch.tensor(split.val, dtype=torch.long)
     val = (data.train.x[val_idx], data.train.y[val_idx]) if len(val_idx) else None  # folders: read files once
     parts = make_step_parts(cfg, algo, D, G, device, ema=ema, distributed=dd.enabled)
-    factor = lr_factor(cfg, steps_per_epoch)
-    schedulers = [LambdaLR(opt, factor) for opt in (parts.opt_d, parts.opt_g) if opt is not None]
+    schedule = RateSchedule([opt for opt in (parts.opt_d, parts.opt_g) if opt is not None],
+                            lr_factor(cfg, steps_per_epoch))
     names = [f"d/{n}" for n in algo.d_terms] + ["d_loss"]
     if G is not None:
         names += [f"g/{n}" for n in algo.g_terms] + ["g_loss"]
     return Run(cfg=cfg, data=data, split=split, dd=dd, device=device, algo=algo, D=D, G=G, ema=ema, parts=parts,
-               schedulers=schedulers, lab=lab, unl=unl, unl_g=unl_g, fixed_z=fixed_z, val=val,
+               schedule=schedule, lab=lab, unl=unl, unl_g=unl_g, fixed_z=fixed_z, val=val,
                steps_per_epoch=steps_per_epoch, term_names=names, lr=cfg.optim.lr,
                losses=torch.zeros(steps_per_epoch, len(names)))
 

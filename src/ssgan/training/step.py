@@ -19,6 +19,7 @@ from torch.optim.swa_utils import AveragedModel
 from ..algorithms import Algorithm
 from ..config import Config, OptimConfig
 from ..errors import ConfigError
+from .adam import Adam
 
 
 @contextlib.contextmanager
@@ -65,13 +66,14 @@ class DiscriminatorPass(nn.Module):
 
 
 def make_adam(params: list[torch.Tensor], lr: float, o: OptimConfig, device: torch.device,
-              beta1: float | None = None) -> torch.optim.Adam:
-    """Adam with the fused kernel where torch has one (CPU, CUDA): one pass over all parameters.
+              beta1: float | None = None) -> Adam | torch.optim.Adam:
+    """Adam with the fused kernel where torch has one (CPU, CUDA): one pass over all parameters,
+    through ssgan's Adam (adam.py: torch.optim costs 150 MB of memory); elsewhere torch.optim's.
     `beta1` overrides `o.beta1` (G's own, `optim.g_beta1`)."""
-    fused = device.type in ("cpu", "cuda")
     betas = (o.beta1 if beta1 is None else beta1, o.beta2)
-    return torch.optim.Adam(params, lr=lr, betas=betas, eps=o.eps, fused=fused,
-                            foreach=None if fused else True)
+    if device.type in ("cpu", "cuda"):
+        return Adam(params, lr=lr, betas=betas, eps=o.eps)
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=o.eps, foreach=True)
 
 
 def set_requires_grad(params, flag: bool) -> None:
@@ -85,12 +87,12 @@ class StepParts:
     algo: Algorithm
     D: nn.Module
     d_pass: nn.Module                 # DiscriminatorPass(D), DDP-wrapped when distributed
-    opt_d: torch.optim.Optimizer
+    opt_d: Adam | torch.optim.Optimizer
     device: torch.device
     batch_size: int                   # per process
     G: nn.Module | None = None        # None: a method without a generator
     G_fwd: nn.Module | None = None    # G, DDP-wrapped when distributed
-    opt_g: torch.optim.Optimizer | None = None
+    opt_g: Adam | torch.optim.Optimizer | None = None
     ema: AveragedModel | None = None  # updated after every D step
     teacher: nn.Module | None = None  # method.teacher=ema: the EMA's module gives the consistency term's second view
     amp: bool = False                 # bf16 autocast
