@@ -50,3 +50,27 @@ def test_kept_memory_takes_no_page_faults_in_the_training_step():
     assert kept["kept"] is True
     assert default["faults"] > 5 * 200        # glibc's default: the step's pages mapped again every step
     assert kept["faults"] < default["faults"] / 20
+
+
+RELEASE = """
+import json, os, sys, torch
+from ssgan.training import host
+page = os.sysconf("SC_PAGE_SIZE")
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page / 2**20
+host.keep_freed_memory()
+before = rss()
+blocks = [torch.ones(256, 1024) for _ in range(300)]   # 300 blocks of 1 MB, on malloc's heap
+del blocks
+kept = rss()
+released = host.release_freed_memory()
+print(json.dumps({"released": released, "grown": kept - before, "after": rss() - before}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or host._libc("malloc_trim") is None,
+                    reason="needs glibc's malloc_trim")
+def test_freed_memory_that_was_kept_is_handed_back_on_release():
+    out = subprocess.run([sys.executable, "-c", RELEASE], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["grown"] > 250                  # kept: the freed 300 MB still resident
+    assert r["released"] is True and r["after"] < 50

@@ -5,11 +5,16 @@ malloc hands blocks above its mmap threshold back to the OS when they are freed 
 above its trim threshold, so every step maps those pages again and the kernel zero-fills them:
 about 1,500 page faults per step of the MNIST mlp (`benchmarks/step_levers.py` measures them and
 the time they cost). `keep_freed_memory` raises both thresholds so freed blocks stay in the
-process for the next step. Peak memory stays about the same (the same buffers live at the same
-time: the fm / mlp training run's peak RSS was 886 MB in session 17's throughput run, 875 MB in
-session 16's without this); what changes is that the process keeps its peak until it exits.
+process for the next step.
 
-Only glibc has `mallopt`; elsewhere (macOS, musl) `keep_freed_memory` does nothing and returns False.
+What is kept is then resident for good, and what runs between the steps (the test-set
+evaluation, matplotlib's plots and the report) allocates on top of it: a dcgan32 run's peak rose
+by 100-200 MB there. So the loop calls `release_freed_memory` (glibc's malloc_trim) before each
+evaluation and before the report. The next step takes its pages again once: one step's faults
+per epoch.
+
+Only glibc has `mallopt` and `malloc_trim`; elsewhere (macOS, musl) both functions do nothing and
+return False.
 """
 from __future__ import annotations
 
@@ -21,12 +26,15 @@ MMAP_MAX = 32 << 20      # glibc's largest mmap threshold on 64-bit systems
 INT_MAX = (1 << 31) - 1  # mallopt takes a C int: the trim threshold's largest value
 
 
-def _mallopt():
+def _libc(name: str):
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        return libc.mallopt
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or None), name)
     except (OSError, AttributeError):
         return None
+
+
+def _mallopt():
+    return _libc("mallopt")
 
 
 def keep_freed_memory() -> bool:
@@ -36,3 +44,9 @@ def keep_freed_memory() -> bool:
     if mallopt is None:
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_MAX)) and bool(mallopt(M_TRIM_THRESHOLD, INT_MAX))
+
+
+def release_freed_memory() -> bool:
+    """Hand the free blocks malloc holds back to the OS (glibc's malloc_trim(0)). True where it did."""
+    trim = _libc("malloc_trim")
+    return trim is not None and bool(trim(0))

@@ -110,12 +110,16 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
                         raise Interrupted(f"stopped by signal at epoch {epoch + 1}, step {run.step}; state saved. "
                                           f"Resume with: ssgan train --resume {run_dir}")
             progress.close()
+            if device.type == "cpu":
+                host.release_freed_memory()  # what the steps kept, before evaluation allocates (host.py)
             end_of_epoch(run, metrics, run_dir, time.time() - t_epoch, run.steps_per_epoch - first,
                          time.time() - t_start)
 
         if not dd.main:
             return {}
         metrics.close()
+        if device.type == "cpu":
+            host.release_freed_memory()
         plot_curves(metrics.records, run_dir)
         n_test = len(data.test) if data.test is not None else 0
         summary = write_summary(run_dir, metrics.records, time.time() - t_start, data.name, n_test,
