@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -154,35 +153,15 @@ def step_row(label, method, net, size, width, batch, amp, lr, channels, channels
 
 
 def epoch_run(method, net, size, width, batch, amp, lr, steps: int, data_root: str | None) -> dict:
-    """A real `ssgan train` in a subprocess for `steps` steps: epoch time with data, and peak RSS."""
+    """A real `ssgan train` for `steps` steps in a subprocess (real_run.py, which imports no more
+    than training does): epoch time with data, and peak RSS."""
     import tempfile
     run_dir = tempfile.mkdtemp(prefix="ssgan-tp-")
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(
+    cmd = [sys.executable, str(Path(__file__).resolve().parent / "real_run.py"), json.dumps(
         {"method": method, "net": net, "size": size, "width": width, "batch": batch, "amp": amp, "lr": lr,
          "steps": steps, "run_dir": run_dir, "data_root": data_root})]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def child(spec: dict) -> None:
-    from ssgan.training.loop import train
-    overrides = {"method.name": spec["method"], "model.net": spec["net"], "model.width": spec["width"],
-                 "data.image_size": spec["size"], "train.batch_size": spec["batch"], "train.amp": spec["amp"],
-                 "optim.lr": spec["lr"], "train.max_steps": spec["steps"], "train.epochs": 1,
-                 "train.sample_every": 0, "data.labels": 100}
-    if spec["data_root"]:
-        overrides["data.root"] = spec["data_root"]
-    cfg = C.build(overrides=overrides)
-    import contextlib
-    import io
-    with contextlib.redirect_stdout(io.StringIO()):
-        summary = train(cfg, Path(spec["run_dir"]))
-    rec = json.loads((Path(spec["run_dir"]) / "metrics.jsonl").read_text().splitlines()[-1])
-    steps_full = 60000 // spec["batch"]
-    print(json.dumps({"epoch_s_full": steps_full * spec["batch"] / rec["images_per_s"],
-                      "images_per_s_with_data": rec["images_per_s"],
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "dataset": summary["dataset"]}))
 
 
 def plain_step(parts: StepParts, x_lab, y_lab, x_unl, x_unl2) -> list[float]:
@@ -256,12 +235,8 @@ def main() -> None:
     parser.add_argument("--epoch-steps", type=int, default=200,
                         help="steps of the real training run per row; 0: time the step alone")
     parser.add_argument("--data-root", default=os.environ.get("SSGAN_DATA"))
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
-    if args.child:
-        child(json.loads(args.child))
-        return
     iters = 5 if args.quick else 30
     # as training on the CPU does; the plain path below runs in this process too, so it gets the same
     # allocator (which understates ssgan's lead over it, if anything)

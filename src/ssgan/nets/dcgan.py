@@ -56,7 +56,8 @@ class DCGANDiscriminator(nn.Module):
             if not first and not last:
                 layers.append(nn.BatchNorm2d(c))
             if not last:  # no dropout on the layer whose pooled output is matched by G
-                layers.append(Dropout(dropout))
+                # in place after BN (dropout.py says why); the first layer's input is LeakyReLU's output, which it keeps
+                layers.append(Dropout(dropout, inplace=not first))
                 if layer_noise > 0:  # only when set, so the default net's state-dict keys stay as they were
                     layers.append(GaussianNoise(layer_noise))
             c_in = c
@@ -79,7 +80,7 @@ class DCGANGenerator(nn.Module):
         for c, k, s, p in G_LAYERS[image_size]:
             c = scaled(c, width)
             layers += [nn.ConvTranspose2d(c_in, c, k, s, p), nn.ReLU(inplace=True),  # in place: as D's LeakyReLU
-                       nn.BatchNorm2d(c), Dropout(dropout)]
+                       nn.BatchNorm2d(c), Dropout(dropout, inplace=True)]
             c_in = c
         layers += [nn.ConvTranspose2d(c_in, channels, 4, 2, 1), nn.Tanh()]
         self.body = nn.Sequential(*layers)

@@ -7,6 +7,11 @@ with the keep probability quantised to 1/65536 (0.7 becomes 0.69999695), so ever
 kept independently with the asked probability to within 2e-5, and the survivors are scaled by the
 inverse of that quantised probability, which keeps the expectation exact. Same seed, same masks. On
 other devices, in evaluation and for p of 0 or 1 it is `nn.Dropout` itself.
+
+`inplace=True` overwrites its input, the same products written in place (the same numbers). The
+nets use it only right after a batch norm, whose backward needs its input, not its output: the
+output is then not kept twice (once as this layer's input, once as the next layer's), which at
+the recipe's 64x64 saves about 110 MB in D's step.
 """
 from __future__ import annotations
 
@@ -26,8 +31,9 @@ def keep_mask(x: torch.Tensor, keep: float) -> tuple[torch.Tensor, float]:
 
 class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or not 0 < self.p < 1 or x.device.type != "cpu" or self.inplace or not (
+        if not self.training or not 0 < self.p < 1 or x.device.type != "cpu" or not (
                 x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):   # layouts keep_mask can mirror
             return super().forward(x)
         mask, keep = keep_mask(x, 1 - self.p)
-        return x.mul(mask).mul_(1 / keep)   # the bool mask promotes inside the kernel; backward saves it
+        out = x.mul_(mask) if self.inplace else x.mul(mask)  # the bool mask promotes inside the kernel; backward saves it
+        return out.mul_(1 / keep)
