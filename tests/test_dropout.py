@@ -2,6 +2,7 @@
 gradient of a mask, any memory layout, and nn.Dropout's behaviour wherever it defers to it."""
 import pytest
 import torch
+import torch.nn as nn
 
 from ssgan.nets.dropout import Dropout, keep_mask
 
@@ -54,3 +55,33 @@ def test_defers_to_nn_dropout_in_eval_and_at_the_ends(p):
     out = Dropout(p).train()(x)
     assert torch.equal(out, x if p == 0 else torch.zeros_like(x))
     assert isinstance(Dropout(0.3), torch.nn.Dropout)             # state dicts and `isinstance` checks as before
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_leaky_relu_and_dropout_match_the_two_layers_bit_for_bit(dtype, channels_last):
+    """D's first layer fuses LeakyReLU and dropout (keeping one activation instead of two); the
+    same seed must give the same output and the same input gradient as the two layers."""
+    from ssgan.nets.dropout import LeakyReLUDropout
+    base = torch.randn(4, 6, 5, 5, generator=torch.Generator().manual_seed(0)).to(dtype)
+    if channels_last:
+        base = base.contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn(base.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    results = []
+    for layers in ([nn.LeakyReLU(0.2, inplace=True), Dropout(0.3)], [nn.Identity(), LeakyReLUDropout(0.3, 0.2)]):
+        x = base.clone().requires_grad_(True)
+        torch.manual_seed(5)
+        y = layers[1](layers[0](x * 1))          # (x * 1: the in-place LeakyReLU needs a non-leaf input)
+        y.backward(upstream)
+        results.append((y.detach(), x.grad))
+    (y0, g0), (y1, g1) = results
+    assert torch.equal(y0, y1) and torch.equal(g0, g1)
+    assert (y1 == 0).any() and (g1 == 0).any() and (y1 < 0).any()  # dropped, and negative slopes kept
+    assert y1.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_fused_leaky_relu_and_dropout_in_evaluation_is_leaky_relu():
+    from ssgan.nets.dropout import LeakyReLUDropout
+    x = torch.randn(3, 4, 2, 2)
+    m = LeakyReLUDropout(0.5, 0.2).eval()
+    assert torch.equal(m(x), nn.functional.leaky_relu(x, 0.2))

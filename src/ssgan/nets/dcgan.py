@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from .augment import augmentation
-from .dropout import Dropout
+from .dropout import Dropout, LeakyReLUDropout
 from .mlp import GaussianNoise
 
 # Per input size: D's conv layers as (out_channels, kernel, stride, padding) and G's transposed
@@ -51,13 +51,16 @@ class DCGANDiscriminator(nn.Module):
             c = scaled(c, width)
             first, last = i == 0, i == len(spec) - 1
             # in place: the conv's backward does not need its output and LeakyReLU's needs only its own
-            # output (which BN saves anyway), so one activation per layer is not kept: less memory, same numbers
-            layers += [nn.Conv2d(c_in, c, k, s, p), nn.LeakyReLU(0.2, inplace=True)]
+            # output (which BN saves anyway), so one activation per layer is not kept: less memory, same numbers.
+            # The first layer has no BN: its LeakyReLU is done by the dropout after it, fused, so its output is
+            # not kept twice (dropout.py); nn.Identity holds the LeakyReLU's place, so the state-dict keys stay.
+            fused = first and not last
+            layers += [nn.Conv2d(c_in, c, k, s, p), nn.Identity() if fused else nn.LeakyReLU(0.2, inplace=True)]
             if not first and not last:
                 layers.append(nn.BatchNorm2d(c))
             if not last:  # no dropout on the layer whose pooled output is matched by G
-                # in place after BN (dropout.py says why); the first layer's input is LeakyReLU's output, which it keeps
-                layers.append(Dropout(dropout, inplace=not first))
+                # after BN the dropout runs in place (dropout.py says why)
+                layers.append(LeakyReLUDropout(dropout, 0.2) if fused else Dropout(dropout, inplace=True))
                 if layer_noise > 0:  # only when set, so the default net's state-dict keys stay as they were
                     layers.append(GaussianNoise(layer_noise))
             c_in = c
