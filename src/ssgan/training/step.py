@@ -71,7 +71,7 @@ def make_adam(params: list[torch.Tensor], lr: float, o: OptimConfig, device: tor
     through ssgan's Adam (adam.py: torch.optim costs 150 MB of memory); elsewhere torch.optim's.
     `beta1` overrides `o.beta1` (G's own, `optim.g_beta1`)."""
     betas = (o.beta1 if beta1 is None else beta1, o.beta2)
-    if device.type in ("cpu", "cuda"):
+    if device.type in ("cpu", "cuda") and hasattr(torch, "_fused_adam_"):  # (a torch without the kernel: torch.optim)
         return Adam(params, lr=lr, betas=betas, eps=o.eps)
     return torch.optim.Adam(params, lr=lr, betas=betas, eps=o.eps, foreach=True)
 
