@@ -148,11 +148,10 @@ def _find_idx(folders: list[Path]) -> dict[str, Path] | None:
 
 def _read_idx(files: dict[str, Path], spec: IdxSet) -> dict[str, ImageSet]:
     """Verify the four files, then decode their content: {"train", "test"} -> (N, 1, 28, 28) uint8 images."""
-    content = {stem: verified_idx(path, stem, spec) for stem, path in files.items()}
     arrays = {}
-    for stem, data in content.items():
+    for stem, path in files.items():  # one file's bytes at a time
         try:
-            arrays[stem] = decode_idx(data, str(files[stem]))
+            arrays[stem] = decode_idx(verified_idx(path, stem, spec), str(path))
         except ValueError as e:
             raise DataError(f"{e}; {FIX}") from None
     return {part: ImageSet(arrays[f"{prefix}-images-idx3-ubyte"].unsqueeze(1).contiguous(),

@@ -36,9 +36,13 @@ def keep_mask(x: torch.Tensor, keep: float) -> tuple[torch.Tensor, float]:
 
 
 class Dropout(nn.Dropout):
+    def cheap_mask_applies(self, x: torch.Tensor) -> bool:
+        """Training on the CPU, 0 < p < 1, and a layout keep_mask can mirror; else nn.Dropout's own."""
+        return self.training and 0 < self.p < 1 and x.device.type == "cpu" and (
+            x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or not 0 < self.p < 1 or x.device.type != "cpu" or not (
-                x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):   # layouts keep_mask can mirror
+        if not self.cheap_mask_applies(x):
             return super().forward(x)
         mask, keep = keep_mask(x, 1 - self.p)
         out = x.mul_(mask) if self.inplace else x.mul(mask)  # the bool mask promotes inside the kernel; backward saves it
@@ -72,8 +76,7 @@ class LeakyReLUDropout(Dropout):
         self.slope = slope
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or not 0 < self.p < 1 or x.device.type != "cpu" or not (
-                x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+        if not self.cheap_mask_applies(x):
             return super().forward(torch.nn.functional.leaky_relu(x, self.slope))
         mask, keep = keep_mask(x, 1 - self.p)
         return _LeakyReLUThenDropout.apply(x, self.slope, mask, 1 / keep)
