@@ -10,8 +10,9 @@ usual:
     python benchmarks/fork_run.py RUN_DIR NEW_DIR optim.decay=linear optim.decay_epochs=24
     ssgan train --resume NEW_DIR
 
-Only the keys in FORKABLE may change: they alter the rate schedule or what is evaluated, never
-what the saved weights, optimiser state or data split mean. The copy's metrics hold the base run's
+Only the keys in FORKABLE may change: they alter the rate schedule, what is evaluated, or a loss
+term that starts after the fork (the entropy term, with `method.entropy_from_epoch`), never what
+the saved weights, optimiser state or data split mean. The copy's metrics hold the base run's
 epochs up to the fork, so its curves read from epoch 1; a fork of an `ssgan bench` run keeps its
 clock (bench_time.json), so resuming it with `ssgan bench` adds the fork's time to its base's.
 Resuming at an epoch boundary restores the RNG states and batch streams, so the fork trains on
@@ -33,7 +34,9 @@ from ssgan.files import atomic_write_text
 from ssgan.tracking import Metrics
 from ssgan.training import checkpoint
 
-FORKABLE = {"optim.decay", "optim.decay_epochs", "train.ema", "train.epochs"}
+FORKABLE = {"optim.decay", "optim.decay_epochs", "train.ema", "train.epochs",
+            "method.entropy_weight", "method.entropy_from_epoch"}
+ENTROPY = {"method.entropy_weight", "method.entropy_from_epoch"}
 # bench_time: an `ssgan bench` run's clock, which the fork continues
 COPIED = ("split.json", "bench_time.json", "metrics.jsonl")
 
@@ -45,6 +48,17 @@ def parse_change(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
+def check_entropy_fork(base, new, epoch: int) -> None:
+    """The entropy term may change at a fork only where it was off in every epoch the base ran and
+    starts after the fork, so the fork is the run that its settings would have made from the start."""
+    if base.entropy_weight > 0 and base.entropy_from_epoch <= epoch:
+        raise SystemExit(f"fork_run: the base run's entropy term was on (weight {base.entropy_weight} from epoch "
+                         f"{base.entropy_from_epoch}) before the fork at epoch {epoch}; it cannot change now")
+    if new.entropy_weight > 0 and new.entropy_from_epoch <= epoch:
+        raise SystemExit(f"fork_run: method.entropy_from_epoch={new.entropy_from_epoch} is not after the fork at "
+                         f"epoch {epoch}; set it to {epoch + 1} or later")
+
+
 def fork(run_dir: Path, new_dir: Path, changes: dict) -> Path:
     """Copy `run_dir`'s last checkpoint and files into `new_dir` with `changes` applied; returns
     the new checkpoint's path."""
@@ -53,7 +67,10 @@ def fork(run_dir: Path, new_dir: Path, changes: dict) -> Path:
     state = checkpoint.load(run_dir, "last")
     if state.get("step", 0) != 0:
         raise SystemExit(f"fork_run: {run_dir}'s last checkpoint is mid-epoch; fork at an epoch's end")
-    cfg = apply(from_dict(state["config"]), changes, source="fork_run")
+    base = from_dict(state["config"])
+    cfg = apply(base, changes, source="fork_run")
+    if ENTROPY & set(changes):
+        check_entropy_fork(base.method, cfg.method, state["epoch"])
     if cfg.train.epochs <= state["epoch"]:
         raise SystemExit(f"fork_run: the checkpoint is at epoch {state['epoch']}; train.epochs must exceed it")
     new_dir.mkdir(parents=True)

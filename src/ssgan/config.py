@@ -112,6 +112,10 @@ class MethodConfig:
     entropy_weight: float = _f(0.0, "ct, kplus1 and badgan: weight of the conditional entropy of p(y | x) over the K "
                                     "classes on unlabeled images; 0: off",
                                valid=NON_NEGATIVE)
+    entropy_from_epoch: int = _f(1, "the epoch (from 1) at which the entropy term starts; before it its weight is 0. "
+                                    "From the start, it makes D confident in its early wrong class calls on "
+                                    "unlabeled images (docs/results.md); later, D's calls are mostly right",
+                                 valid=AT_LEAST_1)
     pseudo_threshold: float = _f(0.0, "ct and kplus1: 0: the consistency term is the squared distance of the two "
                                       "views' class probabilities; > 0: it is the cross-entropy of the first view "
                                       "against the second's arg-max class where that class's probability is at "

@@ -8,7 +8,8 @@ al. 2017) keeps G's samples spread out in D's feature space, so they cover more 
 D's side, minimising the conditional entropy of p(y | x) on unlabeled images (Ent) pushes the
 decision boundaries into those gaps. Their third term, a low-density penalty that needs a
 pretrained PixelCNN, is not included.
-  D loss = fm's D loss + e * conditional entropy on unlabeled images       (e = method.entropy_weight)
+  D loss = fm's D loss + e * conditional entropy on unlabeled images       (e = method.entropy_weight,
+                                                                           from epoch method.entropy_from_epoch)
   G loss = feature matching + p * pull-away term on D's features of G(z)   (p = method.pull_away_weight)
 Their code also gives G its own Adam with beta1 0 (`optim.g_beta1`); configs/mnist_badgan.yaml sets it.
 """
@@ -25,7 +26,7 @@ class BadGAN(FeatureMatching):
     def d_loss(self, logits_lab, y_lab, logits_unl, logits_fake):
         total, terms = super().d_loss(logits_lab, y_lab, logits_unl, logits_fake)
         ent = losses.conditional_entropy(logits_unl)
-        return total + self.cfg.entropy_weight * ent, {**terms, "ent": ent}
+        return total + self.entropy_weight * ent, {**terms, "ent": ent}
 
     def g_loss(self, logits_fake, feat_real, feat_fake):
         total, terms = super().g_loss(logits_fake, feat_real, feat_fake)

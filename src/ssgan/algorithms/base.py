@@ -21,6 +21,17 @@ class Algorithm:
 
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg
+        self.epoch = 0              # the epoch in progress, from 0; the loop sets it (start_epoch)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called by the loop before each epoch (from 0), so that a term can start late."""
+        self.epoch = epoch
+
+    @property
+    def entropy_weight(self) -> float:
+        """The entropy term's weight in this epoch: method.entropy_weight from epoch
+        method.entropy_from_epoch on (counted from 1), 0 before it."""
+        return self.cfg.entropy_weight if self.epoch + 1 >= self.cfg.entropy_from_epoch else 0.0
 
     def num_logits(self, num_classes: int) -> int:
         return num_classes

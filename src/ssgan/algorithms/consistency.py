@@ -33,6 +33,6 @@ class Consistency(FeatureMatching):
             sup
             + self.cfg.unsup_weight * unl
             + self.cfg.consistency_weight * cons
-            + self.cfg.entropy_weight * ent
+            + self.entropy_weight * ent
         )
         return total, {"sup": sup, "unl": unl, "cons": cons, "ent": ent}

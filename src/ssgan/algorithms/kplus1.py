@@ -61,7 +61,7 @@ class KPlus1(Algorithm):
             total = total + self.cfg.kplus1_consistency * terms["cons"]
         if self.cfg.entropy_weight > 0:
             terms["ent"] = losses.conditional_entropy(self.class_logits(first))
-            total = total + self.cfg.entropy_weight * terms["ent"]
+            total = total + self.entropy_weight * terms["ent"]
         return total, terms
 
     def g_loss(self, logits_fake, feat_real, feat_fake) -> tuple[torch.Tensor, Terms]:

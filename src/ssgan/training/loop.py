@@ -87,6 +87,7 @@ def _train(cfg, run_dir: Path, resume: bool, dd: distributed.Dist, device: torch
                 f"{DEFAULT_STEPS}-step budget, or raise it")
         for epoch in range(run.epoch, epochs):
             run.train_mode()
+            run.algo.start_epoch(epoch)
             t_epoch, first, checked = time.time(), run.step, run.step
             progress = Progress(f"epoch {epoch + 1}/{epochs}", first, run.steps_per_epoch, enabled=dd.main)
             while run.step < run.steps_per_epoch:
