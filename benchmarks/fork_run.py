@@ -68,7 +68,7 @@ def fork(run_dir: Path, new_dir: Path, changes: dict) -> Path:
     if state.get("step", 0) != 0:
         raise SystemExit(f"fork_run: {run_dir}'s last checkpoint is mid-epoch; fork at an epoch's end")
     base = from_dict(state["config"])
-    cfg = apply(base, changes, source="fork_run")
+    cfg = apply(from_dict(state["config"]), changes, source="fork_run")   # apply edits its argument
     if ENTROPY & set(changes):
         check_entropy_fork(base.method, cfg.method, state["epoch"])
     if cfg.train.epochs <= state["epoch"]:

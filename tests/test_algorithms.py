@@ -342,3 +342,22 @@ def test_badgan_adds_weighted_entropy_to_fms_d_loss_and_weighted_pull_away_to_it
     off = build_algorithm(MethodConfig(fm_distance="l2", name="badgan", entropy_weight=0.0, pull_away_weight=0.0))
     torch.testing.assert_close(off.d_loss(lab, y, unl, fake)[0], fm_total)     # both off: exactly fm
     torch.testing.assert_close(off.g_loss(fake, feat_real, feat_fake)[0], fm_g)
+
+
+@pytest.mark.parametrize("name", ["badgan", "ct", "kplus1"])
+def test_the_entropy_term_counts_only_from_entropy_from_epoch(name):
+    """Weight 0 in the epochs before method.entropy_from_epoch (counted from 1), its weight from then on."""
+    torch.manual_seed(0)
+    late = build_algorithm(MethodConfig(fm_distance="l2", name=name, entropy_weight=0.5, entropy_from_epoch=3))
+    off = build_algorithm(MethodConfig(fm_distance="l2", name=name, entropy_weight=0.0))
+    k = late.num_logits(K)
+    views = 2 if name == "ct" else 1
+    lab, y, unl, fake = torch.randn(B, k), torch.arange(B) % K, torch.randn(views * B, k), torch.randn(B, k)
+    ent = losses.conditional_entropy(late.class_logits(unl[:B]))
+    off_total = off.d_loss(lab, y, unl, fake)[0]
+    for epoch, weight in ((0, 0.0), (1, 0.0), (2, 0.5), (7, 0.5)):     # the loop's epochs count from 0
+        late.start_epoch(epoch)
+        assert late.entropy_weight == weight
+        total, terms = late.d_loss(lab, y, unl, fake)
+        torch.testing.assert_close(terms["ent"], ent)                     # logged in every epoch
+        torch.testing.assert_close(total, off_total + weight * ent)

@@ -54,6 +54,30 @@ def test_a_fork_changes_the_ema_and_trims_metrics_logged_after_the_checkpoint(fo
     assert [r["epoch"] for r in read_metrics(tmp_path / "fork")] == [1, 2, 3]
 
 
+def test_a_fork_that_starts_the_entropy_term_matches_the_run_started_with_it(fork_run, tmp_path):
+    """The loop tells the method the epoch: a run with the term from epoch 3 trains as the plain run
+    for two epochs, and a fork of the plain run that switches it on at epoch 3 is that run."""
+    torch.manual_seed(0)
+    late = {"method.name": "badgan", "method.entropy_weight": 0.5, "method.entropy_from_epoch": 3}
+    T.train(make_cfg({**BASE, **late}, train__epochs=3), tmp_path / "straight")
+    T.train(make_cfg({**BASE, "method.name": "badgan"}, train__epochs=2), tmp_path / "base")
+    fork_run.main([str(tmp_path / "base"), str(tmp_path / "fork"), "method.entropy_weight=0.5",
+                   "method.entropy_from_epoch=3", "train.epochs=3"])
+    assert cli.main(["train", "--resume", str(tmp_path / "fork")]) == 0
+    straight, forked = without_timing(read_metrics(tmp_path / "straight")), without_timing(read_metrics(tmp_path / "fork"))
+    assert straight[:2] == without_timing(read_metrics(tmp_path / "base"))    # off for epochs 1-2
+    assert forked == straight
+    a, b = ckpt.load(tmp_path / "straight"), ckpt.load(tmp_path / "fork")
+    assert all(torch.equal(a["D"][k], b["D"][k]) for k in a["D"])
+    with pytest.raises(SystemExit, match="not after the fork"):             # on from an epoch already run
+        fork_run.main([str(tmp_path / "base"), str(tmp_path / "early"), "method.entropy_weight=0.5",
+                       "method.entropy_from_epoch=2", "train.epochs=3"])
+    with pytest.raises(SystemExit, match="was on"):                          # the base ran with it
+        fork_run.main([str(tmp_path / "straight"), str(tmp_path / "again"), "method.entropy_weight=1",
+                       "train.epochs=4"])
+    assert not (tmp_path / "early").exists() and not (tmp_path / "again").exists()
+
+
 @pytest.mark.parametrize("change", ["model.width=2", "optim.lr=1", "decay"])
 def test_other_keys_and_malformed_changes_are_refused(fork_run, tmp_path, change):
     with pytest.raises(SystemExit, match="KEY=VALUE"):
