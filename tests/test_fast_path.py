@@ -173,3 +173,44 @@ def test_g_has_its_own_beta1_and_rate_when_set(overrides, d_betas, g_betas):
     d_group, g_group = parts.opt_d.param_groups[0], parts.opt_g.param_groups[0]
     assert d_group["betas"] == d_betas and g_group["betas"] == g_betas
     assert d_group["lr"] == cfg.optim.lr and g_group["lr"] == (cfg.optim.g_lr or cfg.optim.lr)
+
+
+@pytest.mark.parametrize("method,extra", [("kplus1", {}), ("fm", {}), ("badgan", {"method.entropy_weight": 0.3}),
+                                          ("kplus1", {"method.kplus1_consistency": 1.0, "method.entropy_weight": 1.0}),
+                                          ("ct", {})])
+def test_split_backward_trains_exactly_as_one_backward(method, extra):
+    """With batch norm the real batch's graph is freed before D sees the generated one: same masks, same
+    statistics, the same two gradient contributions per weight, so the same weights bit for bit (dropout
+    on, Adam, three steps)."""
+    torch.manual_seed(0)
+    cfg = settle(C.build(overrides={"method.name": method, "model.net": "dcgan28", "model.width": 0.125,
+                                    "data.image_size": 28, **extra}), 1, 28)
+    cfg.train.batch_size = 8
+    algo = build_algorithm(cfg.method)
+    D, G = build_nets(cfg.model, 1, 28, algo.num_logits(4))
+    nets = {"split": (D, G), "joint": (copy.deepcopy(D), copy.deepcopy(G))}
+    batches = [(torch.rand(8, 1, 28, 28) * 2 - 1, torch.arange(8) % 4, torch.rand(8, 1, 28, 28) * 2 - 1,
+                torch.rand(8, 1, 28, 28) * 2 - 1) for _ in range(3)]
+    rows = {}
+    for name, (d, g) in nets.items():
+        parts = make_step_parts(cfg, algo, d, g, torch.device("cpu"))
+        assert parts.split_backward                   # a BN net, a separable loss, one process
+        parts.split_backward = name == "split"
+        torch.manual_seed(1)
+        rows[name] = [torch.stack(d_step(parts, x, y, u) + g_step(parts, ug)) for x, y, u, ug in batches]
+    for a, b in zip(rows["split"], rows["joint"]):
+        assert torch.equal(a, b)
+    for (k, a), b in zip(D.state_dict().items(), nets["joint"][0].state_dict().values()):
+        assert torch.equal(a, b), f"D.{k} differs"
+
+
+def test_split_backward_only_where_it_applies():
+    def parts_for(net, **over):
+        cfg = settle(C.build(overrides={"model.net": net, "model.width": 0.125, "data.image_size": 28, **over}), 1, 28)
+        algo = build_algorithm(cfg.method)
+        D, G = build_nets(cfg.model, 1, 28, algo.num_logits(4))
+        return make_step_parts(cfg, algo, D, G, torch.device("cpu"), ema=make_ema(D, 0.999))
+    assert parts_for("dcgan28", **{"method.name": "kplus1"}).split_backward
+    assert not parts_for("mlp", **{"method.name": "fm"}).split_backward          # one concatenated pass, no BN
+    assert not parts_for("dcgan28", **{"method.name": "kplus1", "method.teacher": "ema",
+                                       "method.kplus1_consistency": 1.0}).split_backward   # the teacher's noise order
