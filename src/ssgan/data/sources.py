@@ -18,7 +18,7 @@ from .base import SourceData
 from .folder import load_folder
 from .standard import IDX_SETS, cache_dir, load_cifar10, load_idx, load_svhn
 from .synthetic import load_synthetic
-from .transforms import adapt_channels, resize_uint8
+from .transforms import sized
 
 
 def default_root() -> Path:
@@ -55,5 +55,5 @@ def load_source(cfg, size_for: Callable[[int], int | None] | None = None) -> Sou
         if part is not None and isinstance(part.x, torch.Tensor):
             channels = cfg.channels or part.x.shape[1]
             size = cfg.image_size or (size_for(channels) if size_for else None) or part.x.shape[-1]
-            part.x = adapt_channels(resize_uint8(part.x, size), cfg.channels)
+            part.x = sized(part.x, size, cfg.channels)
     return data

@@ -15,7 +15,7 @@ from collections import deque
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .transforms import to_unit_range
+from .transforms import ResizedImages, to_unit_range
 
 
 class IndexStream:
@@ -101,7 +101,7 @@ class UnlabeledStream:
         self._it = None
 
     def _next_uint8(self) -> torch.Tensor:
-        if self.workers <= 0 or isinstance(self.images, torch.Tensor):
+        if self.workers <= 0 or isinstance(self.images, (torch.Tensor, ResizedImages)):   # resident
             return self.images[self.index.next(self.batch_size)]
         if self._it is None:
             # Its own generator for the workers' base seed: drawn from the global RNG, it would shift every
