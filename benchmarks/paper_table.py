@@ -46,7 +46,7 @@ def load(folder: Path) -> dict:
 
 def budget(source: dict, cell: dict) -> str:
     """Epochs, batch and threads; then, where the folder's config records them, the net (and its
-    width), G's own Adam beta1 and steps, the rate schedule, an EMA decay other than 0.999 and bf16:
+    width), G's own Adam beta1 and steps, the entropy term, the rate schedule, an EMA decay other than 0.999 and bf16:
     rows of one label count differ in these too."""
     c = source["config"]
     t = c["train"]
@@ -64,6 +64,10 @@ def budget(source: dict, cell: dict) -> str:
         parts.append(f"G's Adam beta1 {optim['g_beta1']:g}")
     if optim.get("g_steps", 1) != 1:
         parts.append(f"{optim['g_steps']} G steps per D step")
+    method = c.get("method", {})
+    if method.get("entropy_weight", 0) > 0:                       # a loss term, but rows differ by it too
+        start = method.get("entropy_from_epoch", 1)
+        parts.append(f"entropy term {method['entropy_weight']:g}" + (f" from epoch {start}" if start > 1 else ""))
     if optim.get("decay") == "linear":
         n = decay_span(optim["decay_epochs"], cell["epochs"])      # as training counts it
         parts.append(f"rate decayed over the last {n}" if n < cell["epochs"] else f"rate decayed over all {n}")

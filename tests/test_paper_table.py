@@ -112,3 +112,17 @@ def test_more_than_one_g_step_is_named(tmp_path, paper_table, g_steps, named):
     (folder / "results.json").write_text(json.dumps(data))
     budget = paper_table.build_rows([paper_table.load(folder)])[0]["budget"]
     assert budget == f"72 ep, batch 100, 1 thread{named}, constant rate"
+
+
+@pytest.mark.parametrize("method, named", [({"entropy_weight": 0.3, "entropy_from_epoch": 49},
+                                            ", entropy term 0.3 from epoch 49"),
+                                           ({"entropy_weight": 0.1}, ", entropy term 0.1"),
+                                           ({"entropy_weight": 0.0, "entropy_from_epoch": 49}, ""), ({}, "")])
+def test_the_entropy_term_is_named_when_on(tmp_path, paper_table, method, named):
+    folder = write_bench(tmp_path / "e", 72, 100, 1, [("badgan", 100, 0, 90)])
+    data = json.loads((folder / "results.json").read_text())
+    data["meta"]["config"]["optim"] = {"decay": "none", "g_steps": 2}
+    data["meta"]["config"]["method"] = {"name": "badgan", **method}
+    (folder / "results.json").write_text(json.dumps(data))
+    budget = paper_table.build_rows([paper_table.load(folder)])[0]["budget"]
+    assert budget == f"72 ep, batch 100, 1 thread, 2 G steps per D step{named}, constant rate"
