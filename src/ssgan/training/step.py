@@ -168,11 +168,10 @@ def d_step(p: StepParts, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
             # (the Pi-model), or the second through the EMA teacher, without gradients (the mean teacher)
             views = 1 if p.teacher is not None else p.algo.unl_views
             x_real = torch.cat([x_lab] + [x_unl] * views)
-            if not p.split_backward:
-                logits_real, logits_fake = p.d_pass(x_real, x_fake)
-                logits_lab, logits_unl = real_logits(p, logits_real, len(x_lab), x_unl, views)
-    if x_unl is not None and p.split_backward:
-        return d_step_split(p, x_real, x_fake, y_lab, x_unl, views)
+            if p.split_backward:
+                return d_step_split(p, x_real, x_fake, y_lab, x_unl, views)
+            logits_real, logits_fake = p.d_pass(x_real, x_fake)
+            logits_lab, logits_unl = real_logits(p, logits_real, len(x_lab), x_unl, views)
     d_loss, terms = p.algo.d_loss(logits_lab.float(), y_lab, _float(logits_unl), _float(logits_fake))
     p.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
