@@ -18,10 +18,6 @@ class Algorithm:
     d_terms: tuple[str, ...] = ()   # names of the D loss terms, in the order they are logged
     g_terms: tuple[str, ...] = ()
     unl_views: int = 1              # passes of D over each unlabeled batch; logits_unl is (views * B, K)
-    # True: the D loss is a part of the real logits (labeled, unlabeled) plus a part of the generated
-    # logits alone, so the step may back-propagate the real batch before D sees the generated one
-    # (training/step.py, d_step_split; tests/test_algorithms.py checks the claim)
-    d_loss_separable: bool = False
 
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg

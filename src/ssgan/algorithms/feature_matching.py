@@ -13,7 +13,6 @@ from .base import Algorithm, Terms
 class FeatureMatching(Algorithm):
     d_terms = ("sup", "unl")
     g_terms = ("fm",)
-    d_loss_separable = True
 
     def d_loss(self, logits_lab, y_lab, logits_unl, logits_fake):
         sup = losses.supervised_ce(logits_lab, y_lab)             # logits (B, K)

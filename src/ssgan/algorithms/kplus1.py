@@ -28,7 +28,6 @@ from .base import Algorithm, Terms
 class KPlus1(Algorithm):
     d_terms = ("sup", "unl_real", "unl_fake")
     g_terms = ("adv", "fm")
-    d_loss_separable = True
 
     def __init__(self, cfg):
         super().__init__(cfg)

@@ -97,10 +97,6 @@ class StepParts:
     teacher: nn.Module | None = None  # method.teacher=ema: the EMA's module gives the consistency term's second view
     amp: bool = False                 # bf16 autocast
     g_steps: int = 1
-    # back-propagate the real batch before D sees the generated one, so that one batch's graph is held at
-    # a time (less peak memory); for a D with batch norm, whose two batches take two passes anyway, a
-    # method with a separable D loss, one process (DDP wants one backward per forward), and no mean teacher
-    split_backward: bool = False
     d_params: list[torch.Tensor] = field(init=False)
 
     def __post_init__(self):
@@ -122,12 +118,9 @@ def make_step_parts(cfg: Config, algo: Algorithm, D: nn.Module, G: nn.Module | N
         if ema is None:
             raise ConfigError("method.teacher=ema needs the EMA of D (train.ema), and none was given")
         teacher = ema.module
-    d_pass = DiscriminatorPass(D)
-    parts = StepParts(algo=algo, D=D, d_pass=wrap(d_pass), opt_d=make_d(trainable(D), cfg.optim.lr),
+    parts = StepParts(algo=algo, D=D, d_pass=wrap(DiscriminatorPass(D)), opt_d=make_d(trainable(D), cfg.optim.lr),
                       device=device, batch_size=cfg.train.batch_size, ema=ema, teacher=teacher,
-                      amp=cfg.train.amp == "bf16", g_steps=cfg.optim.g_steps,
-                      split_backward=d_pass.has_bn and algo.d_loss_separable and not distributed
-                      and teacher is None)   # the teacher's pass comes after both of D's: its noise is drawn then
+                      amp=cfg.train.amp == "bf16", g_steps=cfg.optim.g_steps)
     if G is not None:
         parts.G, parts.G_fwd = G, wrap(G)
         parts.opt_g = make_g(trainable(G), cfg.optim.g_lr or cfg.optim.lr)
@@ -167,54 +160,13 @@ def d_step(p: StepParts, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
             # a method with a consistency term sees x_unl twice, with fresh noise: both passes through D
             # (the Pi-model), or the second through the EMA teacher, without gradients (the mean teacher)
             views = 1 if p.teacher is not None else p.algo.unl_views
-            x_real = torch.cat([x_lab] + [x_unl] * views)
-            if p.split_backward:
-                return d_step_split(p, x_real, x_fake, y_lab, x_unl, views)
-            logits_real, logits_fake = p.d_pass(x_real, x_fake)
-            logits_lab, logits_unl = real_logits(p, logits_real, len(x_lab), x_unl, views)
+            logits_real, logits_fake = p.d_pass(torch.cat([x_lab] + [x_unl] * views), x_fake)
+            logits_lab, logits_unl = logits_real.split([len(x_lab), views * len(x_unl)])  # (B, K), (vB, K)
+            if p.teacher is not None:
+                logits_unl = torch.cat([logits_unl, teacher_logits(p.teacher, x_unl)])       # (2B, K)
     d_loss, terms = p.algo.d_loss(logits_lab.float(), y_lab, _float(logits_unl), _float(logits_fake))
     p.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
-    return finish_d_step(p, terms, d_loss)
-
-
-def real_logits(p: StepParts, logits_real: torch.Tensor, n_lab: int, x_unl: torch.Tensor, views: int):
-    """(logits_lab (B, K), logits_unl (vB, K)) from D's pass over the labeled and unlabeled batches; the
-    mean teacher's view of the unlabeled batch is appended to the latter."""
-    logits_lab, logits_unl = logits_real.split([n_lab, views * len(x_unl)])
-    if p.teacher is not None:
-        logits_unl = torch.cat([logits_unl, teacher_logits(p.teacher, x_unl)])                # (2B, K)
-    return logits_lab, logits_unl
-
-
-def d_step_split(p: StepParts, x_real: torch.Tensor, x_fake: torch.Tensor, y_lab: torch.Tensor,
-                 x_unl: torch.Tensor, views: int) -> list[torch.Tensor]:
-    """d_step with the real batch's graph freed before D sees the generated batch (`split_backward`).
-
-    The D loss is a part of the real logits plus a part of the generated logits alone
-    (`Algorithm.d_loss_separable`). So the real part's gradient is back-propagated first, from the
-    loss with a constant stand-in for the generated logits; then the loss proper, from the real logits
-    detached and the generated batch's pass, adds the generated part's gradient. The passes run in
-    d_pass's order (the same dropout masks and BN statistics), each weight gradient is the same two
-    contributions added, and the logged terms are the loss proper's.
-    """
-    n_lab = len(x_real) - views * len(x_unl)
-    p.opt_d.zero_grad(set_to_none=True)
-    with torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp):
-        logits_real, _ = p.D(x_real)
-        logits_lab, logits_unl = real_logits(p, logits_real, n_lab, x_unl, views)
-    stand_in = torch.zeros(len(x_fake), logits_real.shape[1], device=logits_real.device)
-    real_part, _ = p.algo.d_loss(logits_lab.float(), y_lab, logits_unl.float(), stand_in)
-    real_part.backward()
-    with torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp), frozen_bn_stats(p.D):
-        logits_fake, _ = p.D(x_fake)
-    d_loss, terms = p.algo.d_loss(logits_lab.detach().float(), y_lab, logits_unl.detach().float(),
-                                  logits_fake.float())
-    d_loss.backward()
-    return finish_d_step(p, terms, d_loss)
-
-
-def finish_d_step(p: StepParts, terms: dict, d_loss: torch.Tensor) -> list[torch.Tensor]:
     p.opt_d.step()
     if p.ema is not None:
         p.ema.update_parameters(p.D)
