@@ -24,7 +24,7 @@ from ssgan.training.run import decay_span
 RESULTS = Path(__file__).resolve().parent / "results"
 # Most-trained first: the README's rows, in this order within each label count.
 DEFAULT_SOURCES = ["fm100_300ep", "fm100_30min_alone", "badgan100_72ep", "badgan100_ema9999", "badgan100_g2_ema9999",
-                   "badgan100_g4_ema9999",
+                   "badgan100_g4_ema9999", "badgan100_g2_ent03",
                    "mnist_kplus1_dcgan_ent33_bf16", "fm100_30min", "fm100", "short_grid"]
 # Column order; a table shows only the methods some row has.
 METHODS = ["fm", "badgan", "ct", "kplus1", "supervised"]
