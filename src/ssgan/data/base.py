@@ -8,7 +8,8 @@ import torch
 
 @dataclass
 class ImageSet:
-    x: torch.Tensor  # (N, C, H, W) uint8, or a lazily read stand-in indexed the same way (folder.FileImages)
+    x: torch.Tensor  # (N, C, H, W) uint8, or a stand-in indexed the same way: folder.FileImages (read lazily),
+    #                  transforms.ResizedImages (resized batch by batch)
     y: torch.Tensor  # (N,) int64; -1 where an image has no label (a folder's unlabeled/)
 
     def __len__(self) -> int:

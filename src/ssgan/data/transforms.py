@@ -32,7 +32,7 @@ class ResizedImages:
     For a source smaller than what the net takes: MNIST at the recipe's 64x64 is 287 MB resident
     once resized, 55 MB as stored, and resizing a batch of 128 costs little beside a 64x64 step.
     `resize_uint8` treats each image on its own, so a batch gets the pixels the whole set resized at
-    once would give (tests/test_standard.py). Indexed as a tensor is: an index, a slice, an index
+    once would give (tests/test_transforms.py). Indexed as a tensor is: an index, a slice, an index
     tensor or a bool mask.
     """
 
