@@ -34,9 +34,8 @@ from ssgan.files import atomic_write_text
 from ssgan.tracking import Metrics
 from ssgan.training import checkpoint
 
-FORKABLE = {"optim.decay", "optim.decay_epochs", "train.ema", "train.epochs",
-            "method.entropy_weight", "method.entropy_from_epoch"}
-ENTROPY = {"method.entropy_weight", "method.entropy_from_epoch"}
+ENTROPY = {"method.entropy_weight", "method.entropy_from_epoch"}   # checked by check_entropy_fork
+FORKABLE = {"optim.decay", "optim.decay_epochs", "train.ema", "train.epochs"} | ENTROPY
 # bench_time: an `ssgan bench` run's clock, which the fork continues
 COPIED = ("split.json", "bench_time.json", "metrics.jsonl")
 
