@@ -4,7 +4,11 @@ Two identical step setups (batch 100, fp32); in one, D is wrapped in torch.compi
 After compilation the two steps alternate, so machine noise hits both alike; prints the median ms
 per iteration of each and their ratio, and writes JSON.
 
-    python benchmarks/compile_ab.py [--threads 1] [--iters 60]
+Inductor draws D's Gaussian noise with its own generator: the generated C++ calls `randn_cpu` (Philox)
+once per element, even inside its vectorised loops, and that made the compiled step about 2x slower
+than eager here. `--fallback-random` makes it call torch's own `randn` (the eager step's generator).
+
+    python benchmarks/compile_ab.py [--threads 1] [--iters 60] [--fallback-random]
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import make_parts  # noqa: E402  (the benchmark's own step setup)
 
 from ssgan.files import atomic_write_text  # noqa: E402
+from ssgan.tracking import cpu_model  # noqa: E402
 from ssgan.training.step import d_step, g_step  # noqa: E402
 
 
@@ -32,9 +37,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--iters", type=int, default=60)
+    parser.add_argument("--fallback-random", action="store_true",
+                        help="compile with torch._inductor.config.fallback_random (torch's own RNG ops)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "compile_ab.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.fallback_random:
+        import torch._inductor.config as inductor_config
+        inductor_config.fallback_random = True
     eager, batches = make_parts("fm", "mlp", 28, 1.0, 100, "none", 3e-3)
     compiled, _ = make_parts("fm", "mlp", 28, 1.0, 100, "none", 3e-3, compile_d=True)
     t0 = time.perf_counter()
@@ -48,9 +58,11 @@ def main() -> None:
             train_step(parts, *batches)
             times[name].append(time.perf_counter() - t)
     ms = {k: statistics.median(v[10:]) * 1e3 for k, v in times.items()}
+    print(f"cpu {cpu_model()}; fallback_random {args.fallback_random}")
     print(f"threads {args.threads}: compile + 3 steps {compile_s:.1f} s; eager {ms['eager']:.1f} ms/it, "
           f"compiled {ms['compiled']:.1f} ms/it, eager/compiled {ms['eager'] / ms['compiled']:.2f}")
     atomic_write_text(Path(args.out), json.dumps({"threads": args.threads, "torch": torch.__version__,
+                                                  "cpu": cpu_model(), "fallback_random": args.fallback_random,
                                                   "compile_s": compile_s, "ms_per_iter": ms}, indent=1))
     print(f"wrote {args.out}")
 

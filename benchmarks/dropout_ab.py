@@ -1,8 +1,9 @@
 """Does ssgan's CPU dropout (four coins per 64-bit draw, `ssgan.nets.dropout`) speed up the
-training step? An A/B in one process against `nn.Dropout`'s own forward (`bernoulli_`), and
-against a variant of ssgan's that multiplies by a float mask (0 or 1/keep) instead of the boolean
-one: a float-by-bool multiply is a slow, unvectorised kernel on the CPU, but the float mask, saved for
-backward, takes four bytes per element instead of one.
+training step? An A/B in one process against `nn.Dropout`'s own forward (`bernoulli_`); against
+ssgan's earlier form, which multiplied by the boolean mask (a float-by-bool multiply copies the
+mask into floats first, forward and backward) and, in D's fused first layer, took LeakyReLU's
+backward with `torch.where`; and against a variant that multiplies by a float mask (0 or 1/keep),
+which, saved for backward, takes four bytes per element instead of one.
 
 One step setup per shipped config at its batch size, fp32, the config's net and method; the two dropout
 forwards alternate in rounds of a few steps, so machine noise hits both alike. Prints the CPU model,
@@ -48,6 +49,43 @@ def make_step(config: str, size: int, channels: int):
     return lambda: d_step(parts, x_lab, y_lab, x_unl) + g_step(parts, x_unl_g)
 
 
+def bool_multiply_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """ssgan's Dropout up to session 19: the boolean mask multiplied in."""
+    if not self.cheap_mask_applies(x):
+        return torch.nn.Dropout.forward(self, x)
+    mask, keep = dropout.keep_mask(x, 1 - self.p)
+    return (x.mul_(mask) if self.inplace else x.mul(mask)).mul_(1 / keep)
+
+
+class _BoolMultiplyLeakyReLUThenDropout(torch.autograd.Function):
+    """The fused first layer up to session 19: the boolean mask multiplied in, `torch.where` backward."""
+
+    @staticmethod
+    def forward(ctx, x, slope, mask, scale):
+        y = torch.nn.functional.leaky_relu(x, slope).mul_(mask).mul_(scale)
+        ctx.save_for_backward(y, mask)
+        ctx.slope, ctx.scale = slope, scale
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, mask = ctx.saved_tensors
+        g = grad.mul(ctx.scale).mul_(mask)
+        return torch.where(y > 0, g, g * ctx.slope), None, None, None
+
+
+def bool_multiply_fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+    if not self.cheap_mask_applies(x):
+        return dropout.LeakyReLUDropout.forward(self, x)
+    mask, keep = dropout.keep_mask(x, 1 - self.p)
+    return _BoolMultiplyLeakyReLUThenDropout.apply(x, self.slope, mask, 1 / keep)
+
+
+def nn_fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """D's first layer as LeakyReLU then nn.Dropout."""
+    return torch.nn.Dropout.forward(self, torch.nn.functional.leaky_relu(x, self.slope))
+
+
 def float_mask_forward(self, x: torch.Tensor) -> torch.Tensor:
     """ssgan's Dropout with the mask turned into floats (0 or 1/keep) before the multiply."""
     if not self.training or not 0 < self.p < 1 or x.device.type != "cpu" or self.inplace:
@@ -66,8 +104,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dropout_ab.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    forwards = {"nn.Dropout (bernoulli_)": torch.nn.Dropout.forward, "ssgan Dropout": dropout.Dropout.forward,
-                "ssgan Dropout, float mask": float_mask_forward}
+    shipped = (dropout.Dropout.forward, dropout.LeakyReLUDropout.forward)
+    forwards = {  # name: (Dropout's forward, LeakyReLUDropout's forward)
+        "nn.Dropout (bernoulli_)": (torch.nn.Dropout.forward, nn_fused_forward),
+        "ssgan Dropout": shipped,
+        "ssgan Dropout, bool multiply (to session 19)": (bool_multiply_forward, bool_multiply_fused_forward),
+        "ssgan Dropout, float mask": (float_mask_forward, shipped[1])}
     print(f"CPU {cpu_model()}, {args.threads} thread(s), torch {torch.__version__}")
     rows = []
     try:
@@ -77,8 +119,8 @@ def main() -> None:
                 step()
             times = {name: [] for name in forwards}
             for _ in range(args.rounds):
-                for name, forward in forwards.items():
-                    dropout.Dropout.forward = forward
+                for name, (forward, fused) in forwards.items():
+                    dropout.Dropout.forward, dropout.LeakyReLUDropout.forward = forward, fused
                     step()                                           # one untimed step after the switch
                     t = time.perf_counter()
                     for _ in range(args.steps):
@@ -86,12 +128,14 @@ def main() -> None:
                     times[name].append((time.perf_counter() - t) / args.steps * 1e3)
             ms = {name: statistics.median(v) for name, v in times.items()}
             plain, fast, flt = ms["nn.Dropout (bernoulli_)"], ms["ssgan Dropout"], ms["ssgan Dropout, float mask"]
+            old = ms["ssgan Dropout, bool multiply (to session 19)"]
             rows.append({"config": config, "ms_per_step": ms, "speedup": plain / fast,
-                         "speedup_float_mask": plain / flt})
+                         "speedup_float_mask": plain / flt, "speedup_over_bool_multiply": old / fast})
             print(f"{config:40s} nn.Dropout {plain:7.1f} ms/step   ssgan Dropout {fast:7.1f} ms/step "
-                  f"({plain / fast:.2f}x)   float mask {flt:7.1f} ms/step ({plain / flt:.2f}x)")
+                  f"({plain / fast:.2f}x)   bool multiply {old:7.1f} ms/step ({plain / old:.2f}x)   "
+                  f"float mask {flt:7.1f} ms/step ({plain / flt:.2f}x)")
     finally:
-        dropout.Dropout.forward = forwards["ssgan Dropout"]
+        dropout.Dropout.forward, dropout.LeakyReLUDropout.forward = shipped
     atomic_write_text(Path(args.out), json.dumps({"cpu": cpu_model(), "threads": args.threads,
                                                   "torch": torch.__version__, "rows": rows}, indent=1))
     print(f"wrote {args.out}")

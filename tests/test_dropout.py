@@ -48,6 +48,41 @@ def test_channels_last_input_keeps_its_layout_and_same_seed_gives_same_masks():
     assert set(torch.unique((y1 / x).round(decimals=4)).tolist()) <= {0.0, 2.0}
 
 
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_dropout_equals_the_naive_product_with_the_keep_mask(inplace, channels_last):
+    """Dropped elements are set to zero rather than multiplied by a float copy of the mask; the
+    values and the input gradient must be those of x * mask * (1 / keep) with the same draws."""
+    base = torch.randn(8, 6, 5, 5, generator=torch.Generator().manual_seed(0))
+    if channels_last:
+        base = base.contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn(base.shape, generator=torch.Generator().manual_seed(1))
+    x = base.clone().requires_grad_(True)
+    torch.manual_seed(7)
+    y = Dropout(0.3, inplace=inplace).train()(x * 1)     # (x * 1: in place needs a non-leaf input)
+    y.backward(upstream)
+    torch.manual_seed(7)
+    mask, keep = keep_mask(base, 0.7)
+    assert torch.equal(y.detach(), base * mask * (1 / keep))  # same coins, same products (+0 and -0 compare equal)
+    assert torch.equal(x.grad, upstream * (1 / keep) * mask)
+    assert (y == 0).any() and y.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert x.grad.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_gradient_keeps_the_channels_last_layout_below_a_batch_norm():
+    """A gradient handed down in another layout sends batch norm's backward down another kernel
+    (other rounding, and a layout copy): the conv nets must train the same whichever way the
+    mask is applied."""
+    bn = nn.BatchNorm2d(6)
+    x = torch.randn(8, 6, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    seen = []
+    h = bn(x)
+    h.register_hook(lambda g: seen.append(g.is_contiguous(memory_format=torch.channels_last)))
+    upstream = torch.randn(x.shape).contiguous(memory_format=torch.channels_last)
+    Dropout(0.3, inplace=True).train()(h).backward(upstream)
+    assert seen == [True]
+
+
 @pytest.mark.parametrize("p", [0.0, 1.0])
 def test_defers_to_nn_dropout_in_eval_and_at_the_ends(p):
     x = torch.rand(10, 3, 4, 4) + 0.5
