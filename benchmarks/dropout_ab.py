@@ -74,16 +74,16 @@ class _BoolMultiplyLeakyReLUThenDropout(torch.autograd.Function):
         return torch.where(y > 0, g, g * ctx.slope), None, None, None
 
 
-def bool_multiply_fused_forward(self, x: torch.Tensor) -> torch.Tensor:
-    if not self.cheap_mask_applies(x):
-        return dropout.LeakyReLUDropout.forward(self, x)
-    mask, keep = dropout.keep_mask(x, 1 - self.p)
-    return _BoolMultiplyLeakyReLUThenDropout.apply(x, self.slope, mask, 1 / keep)
-
-
 def nn_fused_forward(self, x: torch.Tensor) -> torch.Tensor:
     """D's first layer as LeakyReLU then nn.Dropout."""
     return torch.nn.Dropout.forward(self, torch.nn.functional.leaky_relu(x, self.slope))
+
+
+def bool_multiply_fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+    if not self.cheap_mask_applies(x):  # (not LeakyReLUDropout.forward: the A/B patches it to this function)
+        return nn_fused_forward(self, x)
+    mask, keep = dropout.keep_mask(x, 1 - self.p)
+    return _BoolMultiplyLeakyReLUThenDropout.apply(x, self.slope, mask, 1 / keep)
 
 
 def float_mask_forward(self, x: torch.Tensor) -> torch.Tensor:
