@@ -11,6 +11,11 @@ eager fp32, `.item()` per step) side by side with ssgan's, in the same process.
     python benchmarks/throughput.py                 # all rows; prints a table, writes JSON
     python benchmarks/throughput.py --quick         # fewer iterations (smoke test)
 
+bf16 is timed only where this CPU runs it natively: a start-up probe (`--amp auto`'s, a fraction of
+a second) compares a small bf16 matmul and conv with fp32, and on a CPU that emulates bf16 (many
+times slower: an AMD Zen 3 ran the bf16 rows for hours) the bf16 ceilings, rows and epoch path are
+skipped, and the output says so.
+
 Every timing is relative within this one run; compare ratios, not absolute times.
 """
 from __future__ import annotations
@@ -34,8 +39,10 @@ from ssgan.nets import build_nets, settle, to_layout
 from ssgan.files import atomic_write_text
 from ssgan.tracking import cpu_model
 from ssgan.training import host
+from ssgan.training.precision import probe_bf16
 from ssgan.training.step import StepParts, d_step, g_step, make_step_parts
 
+BF16_FLOOR = 0.25  # bf16 at under a quarter of fp32's speed is emulated: skip it (AMX-less Intel: ~0.5)
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "throughput.json"
 
@@ -71,8 +78,19 @@ def median_time(fn, n: int, warmup: int) -> float:
     return statistics.median(times)
 
 
-def ceilings(n: int = 2048, reps: int = 11) -> dict:
-    """GFLOP/s of an n x n matmul: fp32 torch.mm (MKL), fp32 through oneDNN, bf16 torch.mm."""
+def bf16_check() -> tuple[bool, str]:
+    """(time bf16?, a line saying why), from the same probe `--amp auto` runs."""
+    speedups = probe_bf16(torch.device("cpu"))
+    shown = ", ".join(f"{k} {v:.2f}x" for k, v in speedups.items())
+    if min(speedups.values()) >= BF16_FLOOR:
+        return True, f"bf16 probe: {shown} of fp32's speed; bf16 rows timed"
+    return False, (f"bf16 probe: {shown} of fp32's speed (emulated, below {BF16_FLOOR}x); "
+                   "bf16 ceilings, rows and epoch path skipped")
+
+
+def ceilings(n: int = 2048, reps: int = 11, bf16: bool = True) -> dict:
+    """GFLOP/s of an n x n matmul: fp32 torch.mm (MKL), fp32 through oneDNN, bf16 torch.mm (None
+    where bf16 is not timed)."""
     import torch.utils.mkldnn as mkldnn
     a, b = torch.randn(n, n), torch.randn(n, n)
     flops = 2 * n ** 3
@@ -82,11 +100,11 @@ def ceilings(n: int = 2048, reps: int = 11) -> dict:
     with torch.no_grad():
         out["fp32_onednn"] = flops / median_time(lambda: lin(xm), reps, 2) / 1e9
     ab, bb = a.bfloat16(), b.bfloat16()
-    out["bf16_mm"] = flops / median_time(lambda: ab @ bb, reps, 2) / 1e9
+    out["bf16_mm"] = flops / median_time(lambda: ab @ bb, reps, 2) / 1e9 if bf16 else None
     return out
 
 
-def conv_ceilings(reps: int = 5) -> dict:
+def conv_ceilings(reps: int = 5, bf16: bool = True) -> dict:
     """GFLOP/s of one large conv layer of the recipe's D (batch 32, 128 -> 256 channels, 4x4 stride 2
     on 32x32), forward and backward, channels_last, through torch's CPU conv path (oneDNN): the rate
     the conv nets' steps can be held against. bf16 under autocast is timed only if one call is not
@@ -104,6 +122,8 @@ def conv_ceilings(reps: int = 5) -> dict:
         run(False)()
     flops = counter.get_total_flops()
     out = {"conv_fp32": flops / median_time(run(False), reps, 1) / 1e9}
+    if not bf16:
+        return {**out, "conv_bf16": None}
     t0 = time.perf_counter()
     run(True)()
     once = time.perf_counter() - t0
@@ -241,17 +261,24 @@ def main() -> None:
     # as training on the CPU does; the plain path below runs in this process too, so it gets the same
     # allocator (which understates ssgan's lead over it, if anything)
     host.keep_freed_memory()
-    ceil = {**ceilings(reps=3 if args.quick else 11), **conv_ceilings(reps=3 if args.quick else 5)}
+    bf16, bf16_line = bf16_check()
     print(f"CPU: {cpu_model()}")
+    print(bf16_line, flush=True)
+    ceil = {**ceilings(reps=3 if args.quick else 11, bf16=bf16), **conv_ceilings(reps=3 if args.quick else 5, bf16=bf16)}
     print(f"ceilings (n=2048 matmul, {torch.get_num_threads()} threads): fp32 torch.mm {ceil['fp32_mm']:.0f}, "
-          f"fp32 oneDNN {ceil['fp32_onednn']:.0f}, bf16 torch.mm {ceil['bf16_mm']:.0f} GFLOP/s; conv layer "
+          f"fp32 oneDNN {ceil['fp32_onednn']:.0f}, bf16 torch.mm "
+          + (f"{ceil['bf16_mm']:.0f}" if ceil["bf16_mm"] else "not timed") + " GFLOP/s; conv layer "
           f"(fwd+bwd, channels_last) fp32 {ceil['conv_fp32']:.0f}, bf16 "
           + (f"{ceil['conv_bf16']:.0f}" if ceil["conv_bf16"] else "not timed (emulated: far slower than fp32)")
           + " GFLOP/s")
     chosen = [ROWS[int(i)] for i in args.rows.split(",")] if args.rows else ROWS
-    results = []
+    results, skipped = [], []
     for spec in chosen:
         label, method, net, size, width, batch, amp, lr, channels, channels_last = spec
+        if amp == "bf16" and not bf16:
+            skipped.append(label)
+            print(f"{label:50s} skipped (bf16 emulated on this CPU)", flush=True)
+            continue
         big = width >= 1 and net in ("dcgan64", "cnn32")
         r = step_row(*spec, iters=3 if big else iters, ceil=ceil, warmup=1 if big else 5)
         if not args.quick and args.epoch_steps and channels == 1 and not (big and amp == "bf16") and channels_last:
@@ -266,13 +293,15 @@ def main() -> None:
               flush=True)
     n = 20 if args.quick else 150
     images = torch.randint(0, 256, (60000, 1, 28, 28), dtype=torch.uint8)  # MNIST-sized, data cost only
-    paths = {"plain fp32": plain_epoch_ms(n, images), "ssgan fp32": fast_epoch_ms(n, images, "none"),
-             "ssgan bf16": fast_epoch_ms(n, images, "bf16")}
+    paths = {"plain fp32": plain_epoch_ms(n, images), "ssgan fp32": fast_epoch_ms(n, images, "none")}
+    if bf16:
+        paths["ssgan bf16"] = fast_epoch_ms(n, images, "bf16")
     for name, ms in paths.items():
         print(f"fm/mlp epoch path {name:11s} {ms:6.1f} ms/it  -> 600-iteration epoch {0.6 * ms:5.1f} s  "
               f"({paths['plain fp32'] / ms:.2f}x the plain path)")
     report = {"machine": platform.processor() or platform.machine(), "cpu_model": cpu_model(), "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "ceilings_gflops": ceil, "rows": results,
+              "torch": torch.__version__, "bf16_probe": bf16_line, "ceilings_gflops": ceil, "rows": results,
+              "skipped_rows": skipped,
               "epoch_path_ms_per_iter": paths,
               "epoch_path_speedup": {k: paths["plain fp32"] / v for k, v in paths.items()}}
     atomic_write_text(Path(args.out), json.dumps(report, indent=1))

@@ -77,3 +77,23 @@ def test_a_run_with_amp_auto_logs_and_saves_its_choice_and_resume_keeps_it(
         )  # no probe: the checkpoint's choice stands
     assert "would differ" not in capsys.readouterr().out
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["amp"] == measured
+
+
+def test_throughput_skips_bf16_where_the_probe_finds_it_emulated(monkeypatch):
+    """benchmarks/throughput.py times bf16 only where it is not emulated (an AVX2-only CPU ran its
+    bf16 rows for hours); the decision follows the probe's speed-ups against the floor."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import throughput
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(throughput, "probe_bf16", lambda device: {"matmul": 0.1, "conv": 2.0})
+    timed, line = throughput.bf16_check()
+    assert not timed and "skipped" in line and "matmul 0.10x" in line
+    monkeypatch.setattr(throughput, "probe_bf16", lambda device: {"matmul": 0.6, "conv": 1.9})
+    timed, line = throughput.bf16_check()
+    assert timed and "timed" in line
+    ceil = throughput.conv_ceilings(reps=1, bf16=False)
+    assert ceil["conv_bf16"] is None and ceil["conv_fp32"] > 0
