@@ -264,13 +264,12 @@ def main() -> None:
     bf16, bf16_line = bf16_check()
     print(f"CPU: {cpu_model()}")
     print(bf16_line, flush=True)
-    ceil = {**ceilings(reps=3 if args.quick else 11, bf16=bf16), **conv_ceilings(reps=3 if args.quick else 5, bf16=bf16)}
-    print(f"ceilings (n=2048 matmul, {torch.get_num_threads()} threads): fp32 torch.mm {ceil['fp32_mm']:.0f}, "
-          f"fp32 oneDNN {ceil['fp32_onednn']:.0f}, bf16 torch.mm "
-          + (f"{ceil['bf16_mm']:.0f}" if ceil["bf16_mm"] else "not timed") + " GFLOP/s; conv layer "
-          f"(fwd+bwd, channels_last) fp32 {ceil['conv_fp32']:.0f}, bf16 "
-          + (f"{ceil['conv_bf16']:.0f}" if ceil["conv_bf16"] else "not timed (emulated: far slower than fp32)")
-          + " GFLOP/s")
+    ceil = {**ceilings(reps=3 if args.quick else 11, bf16=bf16),
+            **conv_ceilings(reps=3 if args.quick else 5, bf16=bf16)}
+    shown = {k: f"{v:.0f}" if v else "not timed" for k, v in ceil.items()}
+    print(f"ceilings (n=2048 matmul, {torch.get_num_threads()} threads): fp32 torch.mm {shown['fp32_mm']}, "
+          f"fp32 oneDNN {shown['fp32_onednn']}, bf16 torch.mm {shown['bf16_mm']} GFLOP/s; conv layer "
+          f"(fwd+bwd, channels_last) fp32 {shown['conv_fp32']}, bf16 {shown['conv_bf16']} GFLOP/s")
     chosen = [ROWS[int(i)] for i in args.rows.split(",")] if args.rows else ROWS
     results, skipped = [], []
     for spec in chosen:

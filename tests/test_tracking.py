@@ -31,3 +31,15 @@ def test_progress_is_silent_where_disabled(capsys):
     for step in range(1, 11):
         quiet.update(step, {"d_loss": 1.0})
     assert capsys.readouterr().out == ""
+
+
+def test_cpu_model_names_family_model_and_the_extensions_that_set_speed():
+    """Benchmarks print this: a VM's bare "AMD EPYC" hides whether bf16 and AVX-512 are there."""
+    from ssgan.tracking import cpu_model
+    block = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+             "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 avx512f avx512_bf16\n")
+    second = block.replace("AMD EPYC", "other").replace("avx512f", "")
+    assert cpu_model(block + "\n" + second) == "AMD EPYC (family 25 model 17; avx2, avx512f, avx512_bf16)"
+    old = "model name\t: Old chip\nflags\t\t: fpu sse2\n"
+    assert cpu_model(old) == "Old chip (no AVX2)"
+    assert cpu_model("") != ""  # no /proc/cpuinfo: platform's name

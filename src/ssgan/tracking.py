@@ -120,16 +120,35 @@ def epoch_line(r: dict) -> str:
     return " | ".join(parts)
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo, as lscpu shows it), else what platform knows."""
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # what decides fp32/bf16 speed on x86
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, as lscpu shows it), its family and model numbers and
+    the vector/bf16 extensions it has, else what platform knows. The numbers and flags matter because
+    the machine changes between sessions and a VM may call every AMD chip "AMD EPYC": family 25 model
+    1 (Zen 3, AVX2 only) and model 17 (Zen 4, AVX-512 and bf16) differ 2-3x in fp32 and bf16 speed."""
     import platform
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            break  # the first processor's block is enough
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    extra = []
+    if "cpu family" in fields and "model" in fields:
+        extra.append(f"family {fields['cpu family']} model {fields['model']}")
+    flags = set(fields.get("flags", "").split())
+    if flags:
+        extra.append(", ".join(f for f in ISA_FLAGS if f in flags) or "no AVX2")
+    return fields["model name"] + (f" ({'; '.join(extra)})" if extra else "")
 
 
 def machine(device) -> dict:
