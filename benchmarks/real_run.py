@@ -1,8 +1,8 @@
 """One real `ssgan` training run for a few steps, as throughput.py's and peak_rss.py's child: its
 epoch time with data (extrapolated to the full epoch) and its peak resident memory, as JSON.
 
-It imports only what `ssgan train` imports. throughput.py itself imports torch's FLOP counter
-(about 75 MB resident), which a child started from it would carry into the peak it reports.
+It imports only what `ssgan train` imports. Its peak is read from its own memory map (VmHWM):
+ru_maxrss would report at least the RSS of the throughput.py that started it.
 
     python benchmarks/real_run.py '{"method": "kplus1", "net": "dcgan32", "size": 32, "width": 0.5,
         "batch": 100, "amp": "none", "lr": 2e-4, "steps": 20, "run_dir": "/tmp/x", "data_root": null}'
@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import resource
 import sys
 from pathlib import Path
 
 from ssgan import config as C
+from ssgan.training.host import peak_rss_mb
 from ssgan.training.loop import train
 
 
@@ -34,7 +34,7 @@ def main(spec: dict) -> None:
     steps_full = 60000 // spec["batch"]
     print(json.dumps({"epoch_s_full": steps_full * spec["batch"] / rec["images_per_s"],
                       "images_per_s_with_data": rec["images_per_s"],
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "peak_rss_mb": peak_rss_mb(),  # its own, not its parent's (see peak_rss_mb)
                       "dataset": summary["dataset"]}))
 
 

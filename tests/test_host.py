@@ -74,3 +74,16 @@ def test_freed_memory_that_was_kept_is_handed_back_on_release():
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["grown"] > 250                  # kept: the freed 300 MB still resident
     assert r["released"] is True and r["after"] < 50
+
+
+def test_peak_rss_is_the_childs_own_not_its_parents():
+    """A child started by a large parent reports its own peak (ru_maxrss carries the parent's across exec)."""
+    child = "from ssgan.training import host; print(host.peak_rss_mb())"
+    parent = ("import subprocess, sys\n"
+              "big = bytearray(1000 * 2**20)\n"
+              "big[::4096] = b'x' * len(big[::4096])\n"
+              f"print(subprocess.run([sys.executable, '-c', {child!r}], capture_output=True, text=True,"
+              " check=True).stdout)")
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, check=True).stdout
+    assert float(out.strip()) < 500  # the child imports ssgan (torch would be ~350 MB); the parent holds 1000
+    assert 0 < host.peak_rss_mb()

@@ -50,3 +50,22 @@ def release_freed_memory() -> bool:
     """Hand the free blocks malloc holds back to the OS (glibc's malloc_trim(0)). True where it did."""
     trim = _libc("malloc_trim")
     return trim is not None and bool(trim(0))
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory, MiB: Linux's VmHWM, the high-water mark of its
+    memory map. `getrusage(RUSAGE_SELF).ru_maxrss` is not that: Linux carries it across exec, so a
+    child started by a 2.6 GB parent reports at least 2.6 GB (throughput.py's RSS column did, for
+    rows timed after the 64x64 steps). Elsewhere ru_maxrss is all there is (kB on Linux, bytes on
+    macOS)."""
+    import resource
+    import sys
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
