@@ -174,7 +174,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--out", default=None, help="JSON path")
     args = parser.parse_args()
-    sys.path.insert(0, str(HERE))
     from ssgan.files import atomic_write_text
     from ssgan.tracking import cpu_model
     tf_env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": str(args.onednn), "TF_CPP_MIN_LOG_LEVEL": "2"}

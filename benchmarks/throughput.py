@@ -99,8 +99,10 @@ def ceilings(n: int = 2048, reps: int = 11, bf16: bool = True) -> dict:
     xm = a.to_mkldnn()
     with torch.no_grad():
         out["fp32_onednn"] = flops / median_time(lambda: lin(xm), reps, 2) / 1e9
-    ab, bb = a.bfloat16(), b.bfloat16()
-    out["bf16_mm"] = flops / median_time(lambda: ab @ bb, reps, 2) / 1e9 if bf16 else None
+    out["bf16_mm"] = None
+    if bf16:
+        ab, bb = a.bfloat16(), b.bfloat16()
+        out["bf16_mm"] = flops / median_time(lambda: ab @ bb, reps, 2) / 1e9
     return out
 
 

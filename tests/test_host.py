@@ -87,3 +87,15 @@ def test_peak_rss_is_the_childs_own_not_its_parents():
     out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, check=True).stdout
     assert float(out.strip()) < 500  # the child imports ssgan (torch would be ~350 MB); the parent holds 1000
     assert 0 < host.peak_rss_mb()
+
+
+def test_tf_recipe_step_names_the_interpreter_that_failed():
+    """--tf-python pointing at a Python without TensorFlow stops with that path and the child's error."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import tf_recipe_step
+    finally:
+        sys.path.pop(0)
+    with pytest.raises(SystemExit) as exc:
+        tf_recipe_step.child(sys.executable, "import no_such_module_for_ssgan", [], {})
+    assert sys.executable in str(exc.value) and "no_such_module_for_ssgan" in str(exc.value)
